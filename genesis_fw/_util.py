@@ -1,0 +1,51 @@
+"""Private helpers shared by several stages."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def choices_text(choices: Iterable[str]) -> str:
+    """Comma-separated, sorted list of names for error messages; ``(none)`` when empty."""
+    names = sorted(choices)
+    return ", ".join(names) if names else "(none)"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success move it over ``target`` atomically.
+
+    The temporary file lives in the same directory (so the rename cannot cross file systems) and
+    is fsynced before the rename. If the body raises, the temporary file is removed and ``target``
+    keeps its previous content untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` through :func:`atomic_path`."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")

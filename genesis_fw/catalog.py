@@ -1,0 +1,167 @@
+"""The catalog: one SQLite file (``<data_dir>/genesis.db``) that records datasets, runs, models and
+audit events for every stage.
+
+Why SQLite: several ``genesis-fw`` processes (two backtests and a registry change, say) write to it at
+once. SQLite in WAL mode lets readers proceed while one writer commits, and a busy timeout makes
+concurrent writers queue instead of failing. DuckDB holds an exclusive lock per writing process,
+which would make the second process fail. The SQL console still queries the catalog with DuckDB: it
+copies the (small) catalog tables into the console session as Arrow tables, read-only.
+
+The schema is created and upgraded by :data:`MIGRATIONS` (tracked in ``PRAGMA user_version``); each
+stage appends its tables there.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import CatalogError
+
+#: How long a writer waits for another process's transaction before giving up, in seconds.
+BUSY_TIMEOUT_S = 60.0
+
+#: Schema steps, applied in order; step ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE datasets (
+        symbol      TEXT NOT NULL,
+        timeframe   TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        num_candles INTEGER NOT NULL,
+        first_ts    TEXT,             -- open time of the first candle, ISO 8601 UTC
+        last_ts     TEXT,             -- open time of the last candle, ISO 8601 UTC
+        source      TEXT NOT NULL,    -- 'import:<file>', 'resampled:<timeframe>', 'bitfinex', ...
+        updated_at  TEXT NOT NULL,    -- ISO 8601 UTC
+        PRIMARY KEY (symbol, timeframe)
+    );
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      TEXT NOT NULL,        -- ISO 8601 UTC
+        kind    TEXT NOT NULL,        -- 'dataset.write', ...
+        subject TEXT NOT NULL,
+        detail  TEXT NOT NULL         -- JSON object
+    );
+    """,
+]
+
+_SQLITE_TO_ARROW = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}
+
+
+def utcnow() -> str:
+    """Current time as ISO 8601 UTC with ms resolution."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@attrs.define
+class Catalog:
+    """The catalog database at ``path``; created (with its folder) on first write."""
+
+    path: Path = attrs.field(converter=Path)
+
+    @contextmanager
+    def connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; with ``write=True`` the body runs in one ``BEGIN IMMEDIATE`` transaction
+        (committed on success, rolled back on error)."""
+        if not write and not self.path.exists():
+            raise CatalogError(f"no catalog at {self.path} yet (it is created by the first write)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
+        try:
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._migrate(con)
+            if write:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            else:
+                yield con
+        except sqlite3.Error as exc:
+            raise CatalogError(f"catalog {self.path}: {exc}") from None
+        finally:
+            con.close()
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        if con.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+            return
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+            for step in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+            con.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def record_dataset(self, *, symbol: str, timeframe: str, path: Path, num_candles: int,
+                       first_ts: str | None, last_ts: str | None, source: str) -> None:
+        """Upsert the ``datasets`` row of ``symbol``/``timeframe`` and log a ``dataset.write`` event."""
+        now = utcnow()
+        with self.connect(write=True) as con:
+            con.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
+                "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
+                "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at",
+                (symbol, timeframe, str(path), num_candles, first_ts, last_ts, source, now),
+            )
+            self._log(con, "dataset.write", f"{symbol}_{timeframe}",
+                      {"num_candles": num_candles, "source": source})
+
+    @staticmethod
+    def _log(con: sqlite3.Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:
+        con.execute(
+            "INSERT INTO events (at, kind, subject, detail) VALUES (?, ?, ?, ?)",
+            (utcnow(), kind, subject, json.dumps(detail, sort_keys=True)),
+        )
+
+    def tables(self) -> list[str]:
+        """Names of the catalog's tables (empty when the file does not exist yet)."""
+        if not self.path.exists():
+            return []
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def read_tables(self) -> dict[str, Any]:
+        """Every catalog table as a ``pyarrow.Table`` (column types from the declared SQLite types)."""
+        import pyarrow as pa
+
+        out: dict[str, Any] = {}
+        if not self.path.exists():
+            return out
+        with self.connect() as con:
+            names = [r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            for name in names:
+                info = con.execute(f'PRAGMA table_info("{name}")').fetchall()
+                schema = pa.schema(
+                    [(col[1], _SQLITE_TO_ARROW.get((col[2] or "TEXT").upper(), "string")) for col in info]
+                )
+                rows = con.execute(f'SELECT * FROM "{name}"').fetchall()
+                columns = list(zip(*rows, strict=True)) if rows else [[] for _ in info]
+                out[name] = pa.Table.from_arrays(
+                    [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+                )
+        return out

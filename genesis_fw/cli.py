@@ -1,0 +1,223 @@
+"""The ``genesis-fw`` command line: a thin layer over the Python API.
+
+Heavy libraries (duckdb, pyarrow, scikit-learn, matplotlib) are imported inside the commands that
+need them, so ``genesis-fw --help`` stays fast. A :class:`~genesis_fw.errors.GenesisError` prints
+one line and exits 1 (usage errors 2); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import GenesisError, UsageError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GenesisError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _obj(ctx: click.Context) -> dict:
+    return ctx.find_root().obj
+
+
+def _store(ctx: click.Context):
+    from .store import CandleStore
+
+    return CandleStore.open(_obj(ctx)["data_dir"])
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GENESIS_DATA_DIR",
+              default=None, help="Store folder (candles, metadata, catalog). Default: $GENESIS_DATA_DIR or ./data.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="genesis-fw")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
+    """Crypto trading research: candles, SQL checks, backtests, models.
+
+    \b
+    Examples:
+      genesis-fw plugins
+      genesis-fw sql "SELECT symbol, timeframe, count(*) FROM candles GROUP BY ALL"
+      genesis-fw --data-dir /tmp/store import candles.parquet --symbol tBTCUSD --timeframe 1m
+    """
+    ctx.obj = {"data_dir": data_dir, "debug": debug}
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["strategy", "model", "all"]), default="all", show_default=True,
+              help="Which plugins to list.")
+def plugins(kind: str) -> None:
+    """List strategies and model types with their parameters.
+
+    A plugin that fails to import is listed as BROKEN with the reason; the others still work.
+
+    \b
+    Example:
+      genesis-fw plugins --kind strategy
+    """
+    from . import plugins as registry
+
+    kinds = ["strategy", "model"] if kind == "all" else [kind]
+    for k in kinds:
+        infos = registry.describe(k)
+        click.echo(f"{'Strategies' if k == 'strategy' else 'Model types'} ({len(infos)}):")
+        if not infos:
+            click.echo("  (none installed)")
+        for info in infos:
+            ref = info.ref
+            if info.error:
+                click.echo(f"  {ref.name}  [BROKEN]  {ref.provider}")
+                click.echo(f"      {info.error}")
+                continue
+            click.echo(f"  {ref.name}  {ref.provider}  {info.description}")
+            for p in info.params:
+                click.echo(f"      {p.name}: {p.type} = {p.default!r}")
+        click.echo("")
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--file", "sql_file", type=click.Path(dir_okay=False, path_type=Path), help="Read the SQL from a file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="Output format (parquet needs --output).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to this file.")
+@click.option("--max-rows", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Rows shown in table format (0 = all).")
+@click.pass_context
+def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, output: Path | None,
+        max_rows: int) -> None:
+    """Run read-only DuckDB SQL over the candles and the catalog.
+
+    Views: `candles` (symbol, timeframe, timestamp, open, high, low, close, volume: every dataset in
+    the store) and the catalog tables (`datasets`, `events`, ...). Statements that write, attach,
+    load extensions, copy to files or read other paths are refused.
+
+    \b
+    Examples:
+      genesis-fw sql "SELECT symbol, timeframe, count(*) AS n FROM candles GROUP BY ALL"
+      genesis-fw sql --file sql/examples/daily_summary.sql --format csv --output daily.csv
+    """
+    from ._util import atomic_path
+    from .console import Console, render_csv, render_json, render_table
+
+    if (query is None) == (sql_file is None):
+        raise UsageError("give either a QUERY argument or --file FILE (one of them)")
+    if sql_file is not None:
+        try:
+            query = sql_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {sql_file}: {exc.strerror or exc}") from None
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs --output FILE")
+    console = Console(_store(ctx))
+    try:
+        table = console.query(query)
+    finally:
+        if console.note:
+            _note(f"Note: {console.note}")
+        console.close()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_path(output) as tmp:
+            pq.write_table(table, tmp)
+        _note(f"Wrote {table.num_rows} rows to {output}")
+        return
+    text = {"table": lambda t: render_table(t, max_rows=max_rows) + "\n", "csv": render_csv,
+            "json": render_json}[fmt](table)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with atomic_path(output) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        _note(f"Wrote {table.num_rows} rows to {output}")
+
+
+@cli.command("config")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file (default: config/runtime.seed.json when present).")
+@click.argument("overrides", nargs=-1)
+def config_cmd(config_file: Path | None, overrides: tuple[str, ...]) -> None:
+    """Print the resolved run configuration as JSON, strategy parameters checked and filled in.
+
+    Precedence: built-in defaults < config file < key=value overrides.
+
+    \b
+    Example:
+      genesis-fw config strategy=ema_rsi strategy.fast=10 commission=0
+    """
+    import json
+
+    import attrs
+
+    from .config import RuntimeConfig, parse_overrides
+    from .plugins import instantiate
+
+    cfg = RuntimeConfig.load(config_file, parse_overrides(overrides))
+    strategy = instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
+    resolved = cfg.to_dict()
+    resolved["strategy"]["params"] = attrs.asdict(strategy.params)
+    click.echo(json.dumps(resolved, indent=2))
+
+
+@cli.command("import")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--symbol", required=True, help="Symbol the candles belong to, e.g. tBTCUSD.")
+@click.option("--timeframe", required=True, help="Timeframe of the candles, e.g. 1m.")
+@click.pass_context
+def import_cmd(ctx: click.Context, source: Path, symbol: str, timeframe: str) -> None:
+    """Import candles from a Parquet or CSV file into the store (replacing that dataset).
+
+    The file needs columns timestamp (UTC open time; timestamp or ms integers), open, high, low,
+    close, volume. Rows are sorted; duplicates or misaligned timestamps are refused.
+
+    \b
+    Example:
+      genesis-fw import btc_2019.parquet --symbol tBTCUSD --timeframe 1m
+    """
+    from . import ingest
+
+    result = ingest.import_file(_store(ctx), source, symbol, timeframe)
+    click.echo(f"Imported {result.num_candles} candles of {symbol} {timeframe} into {result.path}")
+
+
+@cli.command()
+@click.option("--symbol", required=True, help="Symbol to resample, e.g. tBTCUSD.")
+@click.option("--from", "source_tf", default=None, help="Finer timeframe to read (default: the finest stored).")
+@click.option("--to", "target_tf", required=True, help="Coarser timeframe to write, e.g. 1h.")
+@click.pass_context
+def resample(ctx: click.Context, symbol: str, source_tf: str | None, target_tf: str) -> None:
+    """Resample stored candles to a coarser timeframe and store the result (sql/resample.sql).
+
+    \b
+    Example:
+      genesis-fw resample --symbol tBTCUSD --from 1m --to 1h
+    """
+    from . import ingest
+
+    result = ingest.resample_into_store(_store(ctx), symbol, target_tf, source_tf)
+    click.echo(f"Wrote {result.num_candles} candles of {symbol} {target_tf} to {result.path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="genesis-fw")
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

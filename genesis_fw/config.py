@@ -1,0 +1,288 @@
+"""Typed run configuration (attrs), loaded from JSON and overridden from the command line.
+
+Precedence, lowest first: the defaults of :class:`RuntimeConfig` < a JSON config file (``--config``;
+without it ``config/runtime.seed.json`` in the working directory when present) < ``key=value``
+overrides and flags on the command line.
+
+Keys are the field names below. ``strategy=ema_rsi`` picks the strategy (same as ``strategy.name``);
+``strategy.fast=10`` sets one of its parameters (same as ``strategy.params.fast``). Strategy
+parameters are checked against the plugin's own ``Params`` class when the strategy is loaded.
+An unknown key or a value of the wrong type is a :class:`ConfigError`; nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._util import choices_text, did_you_mean
+from .errors import ConfigError
+
+#: The default runtime config file, relative to the working directory.
+SEED_CONFIG = Path("config") / "runtime.seed.json"
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_NONE = {"none", "null", ""}
+
+
+def _type_name(typ: Any) -> str:
+    if typ is type(None):
+        return "null"
+    if isinstance(typ, type):
+        return {"str": "string", "int": "integer", "float": "number", "bool": "true/false",
+                "dict": "object"}.get(typ.__name__, typ.__name__)
+    args = typing.get_args(typ)
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if typing.get_origin(typ) is dict:
+        return "object"
+    return str(typ)
+
+
+def coerce(value: Any, typ: Any, *, key: str) -> Any:
+    """Return ``value`` as ``typ`` (str, int, float, bool, dict, ``X | None``).
+
+    Strings (from the command line) are parsed; JSON values must already have the right kind
+    (an integer is accepted for a number, a bool never for a number).
+    """
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(typ)
+        if type(None) in members and (value is None or (isinstance(value, str) and value.lower() in _NONE)):
+            return None
+        errors = []
+        for member in members:
+            if member is type(None):
+                continue
+            try:
+                return coerce(value, member, key=key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise _wrong(key, value, typ)
+    if origin is dict or typ is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise _wrong(key, value, typ)
+    if typ is Any:
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise _wrong(key, value, typ)
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _wrong(key, value, typ)
+    if typ is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise _wrong(key, value, typ) from None
+        else:
+            raise _wrong(key, value, typ)
+        if not math.isfinite(out):
+            raise ConfigError(f"config key {key!r}: {value!r} is not a finite number")
+        return out
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong(key, value, typ)
+    raise ConfigError(f"config key {key!r}: unsupported type {typ!r}")
+
+
+def _wrong(key: str, value: Any, typ: Any) -> ConfigError:
+    return ConfigError(f"config key {key!r}: expected {_type_name(typ)}, got {value!r}")
+
+
+def build(cls: type, values: dict[str, Any], *, prefix: str = "") -> Any:
+    """Instantiate the attrs class ``cls`` from ``values``, coercing each field to its declared type.
+
+    Unknown keys raise :class:`ConfigError` with the allowed names and a close-match suggestion.
+    Validators on ``cls`` run too; their ``ValueError`` becomes a :class:`ConfigError`.
+    """
+    attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {full!r}{did_you_mean(key, fields)}; allowed: {choices_text(fields)}"
+            )
+        typ = fields[key].type
+        if attrs.has(typ):
+            if isinstance(value, typ):
+                kwargs[key] = value
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {full!r}: expected an object, got {value!r}")
+            kwargs[key] = build(typ, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = coerce(value, typ, key=full)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
+
+
+def _in_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+              hi_open: bool = False):
+    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            raise ValueError(f"{attribute.name} must be {'>' if lo_open else '>='} {lo}, got {value}")
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            raise ValueError(f"{attribute.name} must be {'<' if hi_open else '<='} {hi}, got {value}")
+
+    return check
+
+
+@attrs.frozen
+class StrategyConfig:
+    """Which strategy runs and its raw parameter overrides (checked against the plugin's ``Params``)."""
+
+    name: str = "ema_rsi"
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RuntimeConfig:
+    """Everything a run needs. Units: fractions are 0..1 (0.002 = 0.2 %), slippage is basis points,
+    cash is in the quote currency (USD for tBTCUSD), times are UTC."""
+
+    symbol: str = "tBTCUSD"
+    timeframe: str = "1m"
+    #: First candle open time included (UTC date or ISO time); ``None`` = from the first candle.
+    start: str | None = None
+    #: End of the range, exclusive (UTC date or ISO time); ``None`` = through the last candle.
+    end: str | None = None
+    strategy: StrategyConfig = attrs.field(factory=StrategyConfig)
+    #: Starting equity in the quote currency.
+    initial_cash: float = attrs.field(default=10_000.0, validator=_in_range(0, lo_open=True))
+    #: Commission as a fraction of traded notional, charged on each side (0.002 = Bitfinex taker 0.2 %).
+    commission: float = attrs.field(default=0.002, validator=_in_range(0, 1, hi_open=True))
+    #: Slippage in basis points of the fill price, always against the trader (5 = 0.05 %).
+    slippage: float = attrs.field(default=0.0, validator=_in_range(0, 10_000, hi_open=True))
+    #: Position size as a fraction of equity; must be in (0, max_leverage].
+    size: float = attrs.field(default=1.0, validator=_in_range(0, lo_open=True))
+    #: Largest allowed position size as a multiple of equity.
+    max_leverage: float = attrs.field(default=1.0, validator=_in_range(0, lo_open=True))
+    #: Stop-loss distance from the entry price as a fraction (0.02 = 2 %); ``None`` = no stop.
+    stop_loss: float | None = attrs.field(default=None, validator=_in_range(0, 1, lo_open=True, hi_open=True))
+    #: Take-profit distance from the entry price as a fraction; ``None`` = no target.
+    take_profit: float | None = attrs.field(default=None, validator=_in_range(0, lo_open=True))
+    #: Where the HTML report goes (JSON and CSV files are written next to it); ``None`` = results/.
+    output: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.size > self.max_leverage:
+            raise ValueError(f"size {self.size} exceeds max_leverage {self.max_leverage}; "
+                             "size must be in (0, max_leverage]")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RuntimeConfig:
+        """Defaults overridden by the JSON object in ``path``."""
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict[str, str] | None = None) -> RuntimeConfig:
+        """Resolve the config: defaults < ``path`` (or the seed file if present) < ``overrides``."""
+        values: dict[str, Any] = {}
+        if path is None and SEED_CONFIG.is_file():
+            path = SEED_CONFIG
+        if path is not None:
+            values = read_json_config(path)
+        values = _normalise(values)
+        for key, value in (overrides or {}).items():
+            _apply_override(values, key, value)
+        return build(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``RuntimeConfig.load`` of it gives back an equal config."""
+        return attrs.asdict(self)
+
+
+def read_json_config(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a clear :class:`ConfigError` if unreadable or not an object."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    strategy = values.get("strategy")
+    if isinstance(strategy, str):  # "strategy": "ema_rsi" is short for {"name": "ema_rsi"}
+        values["strategy"] = {"name": strategy}
+    elif isinstance(strategy, dict):
+        values["strategy"] = dict(strategy)
+    return values
+
+
+def _apply_override(values: dict[str, Any], key: str, value: str) -> None:
+    parts = key.split(".")
+    if parts[0] == "strategy":
+        strategy = values.setdefault("strategy", {})
+        if not isinstance(strategy, dict):
+            raise ConfigError(f"config key 'strategy': expected an object, got {strategy!r}")
+        if len(parts) == 1 or parts[1:] == ["name"]:
+            strategy["name"] = value
+            return
+        rest = parts[2:] if parts[1] == "params" and len(parts) > 2 else parts[1:]
+        if len(rest) != 1:
+            raise ConfigError(f"config key {key!r}: strategy parameters are one level deep (strategy.fast=10)")
+        strategy.setdefault("params", {})[rest[0]] = value
+        return
+    target = values
+    for part in parts[:-1]:
+        nested = target.setdefault(part, {})
+        if not isinstance(nested, dict):
+            raise ConfigError(f"config key {key!r}: {part!r} is not an object")
+        target = nested
+    target[parts[-1]] = value
+
+
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["strategy=ema_rsi", "strategy.fast=10"]`` -> ``{"strategy": "ema_rsi", "strategy.fast": "10"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {item!r} (for example strategy=ema_rsi or strategy.fast=10)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def make_params(params_cls: type, values: dict[str, Any], *, owner: str) -> Any:
+    """Instantiate a plugin's ``Params`` attrs class from raw values, with the owner's name in errors."""
+    try:
+        return build(params_cls, values, prefix=f"{owner}.")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("config key", "parameter")) from None

@@ -1,0 +1,176 @@
+"""The read-only SQL console: ad-hoc DuckDB SQL over the candle store and the catalog.
+
+Views ready in every session:
+
+* ``candles`` -- every dataset in the store, with ``symbol`` and ``timeframe`` columns added
+  (the bundled sample when the store holds no candles);
+* every catalog table (``datasets``, ``events``, ...), copied in as read-only Arrow tables.
+
+Read-only by two locks: only ``SELECT``, ``EXPLAIN`` (and ``DESCRIBE``/``SHOW``/``SUMMARIZE``, which
+DuckDB parses as selects) are accepted, and the session runs with external access disabled except
+for the store's own folders, with its configuration locked. Writing, attaching, installing or
+loading extensions, copying to files and reading arbitrary paths are all refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+
+from .catalog import Catalog
+from .errors import ConsoleError
+from .store import CandleStore, Dataset
+
+_ALLOWED = {"SELECT", "EXPLAIN"}
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@attrs.define
+class Console:
+    """A DuckDB session over ``store`` and its catalog. ``note`` says when the sample stands in."""
+
+    store: CandleStore
+    catalog: Catalog | None = None
+    note: str | None = attrs.field(default=None, init=False)
+    _con: Any = attrs.field(default=None, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.catalog is None:
+            self.catalog = Catalog(self.store.catalog_path)
+
+    def _datasets(self) -> tuple[list[Dataset], list[Path]]:
+        datasets = self.store.datasets()
+        roots = [self.store.candles_dir]
+        if not datasets:
+            sample = CandleStore.sample()
+            datasets = sample.datasets()
+            roots = [sample.candles_dir]
+            self.note = "the store has no candles; the candles view shows the bundled sample"
+        return datasets, roots
+
+    def connect(self) -> Any:
+        """The locked DuckDB connection (created on first use)."""
+        if self._con is not None:
+            return self._con
+        import duckdb
+
+        datasets, roots = self._datasets()
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        if datasets:
+            parts = [
+                f"SELECT {_quote(d.symbol)} AS symbol, {_quote(d.timeframe)} AS timeframe, "
+                f"timestamp, open, high, low, close, volume FROM read_parquet({_quote(str(d.path))})"
+                for d in datasets
+            ]
+            con.execute("CREATE VIEW candles AS " + " UNION ALL ".join(parts))
+        else:
+            con.execute(
+                "CREATE VIEW candles AS SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS timeframe, "
+                "NULL::TIMESTAMPTZ AS timestamp, NULL::DOUBLE AS open, NULL::DOUBLE AS high, "
+                "NULL::DOUBLE AS low, NULL::DOUBLE AS close, NULL::DOUBLE AS volume WHERE false"
+            )
+        for name, table in self.catalog.read_tables().items():
+            con.register(f"_catalog_{name}", table)
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_catalog_{name}"')
+        allowed = ", ".join(_quote(str(Path(r).resolve()) + "/") for r in roots)
+        con.execute(f"SET allowed_directories = [{allowed}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        self._con = con
+        return con
+
+    def query(self, sql: str) -> pa.Table:
+        """Run read-only ``sql``; the last statement's result as an Arrow table."""
+        import duckdb
+
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ConsoleError(_one_line(exc)) from None
+        if not statements:
+            raise ConsoleError("no SQL statement given")
+        for st in statements:
+            kind = st.type.name
+            if kind not in _ALLOWED:
+                raise ConsoleError(
+                    f"the SQL console is read-only: {kind} statements are refused "
+                    f"(allowed: SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)"
+                )
+        con = self.connect()
+        try:
+            for st in statements[:-1]:
+                con.execute(st.query)
+            return con.sql(statements[-1].query).to_arrow_table()
+        except duckdb.PermissionException as exc:
+            raise ConsoleError(
+                "the SQL console is read-only and reads only the store: " + _one_line(exc)
+            ) from None
+        except duckdb.Error as exc:
+            raise ConsoleError(_one_line(exc)) from None
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def render_table(table: pa.Table, *, max_rows: int = 100) -> str:
+    """Aligned plain-text table (numbers right-aligned); at most ``max_rows`` rows (0 = all)."""
+    names = table.column_names
+    shown = table if max_rows <= 0 else table.slice(0, max_rows)
+    rows = [[("" if v is None else str(_cell(v))) for v in row.values()] for row in shown.to_pylist()]
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+               for f in table.schema]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
+
+    out = [line(list(names)), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    if shown.num_rows < table.num_rows:
+        out.append(f"({shown.num_rows} of {table.num_rows} rows shown; --max-rows 0 shows all)")
+    else:
+        out.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
+    return "\n".join(out)
+
+
+def render_csv(table: pa.Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow(["" if v is None else _cell(v) for v in row.values()])
+    return buf.getvalue()
+
+
+def render_json(table: pa.Table) -> str:
+    rows = [{k: _cell(v) for k, v in row.items()} for row in table.to_pylist()]
+    return json.dumps(rows, indent=1, default=str) + "\n"

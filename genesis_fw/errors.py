@@ -1,0 +1,65 @@
+"""Errors a user can act on.
+
+Every error the framework raises on purpose derives from :class:`GenesisError`; the CLI prints its
+message as one line and exits with status 1 (2 for :class:`UsageError`). Anything else is a bug and
+keeps its traceback.
+
+    GenesisError
+    ├── UsageError              bad command-line input (exit status 2)
+    ├── ConfigError             unknown key, wrong type, unreadable config file
+    ├── PluginError             unknown, broken or duplicated strategy / model plugin
+    ├── DataError               missing, malformed or out-of-range candles; bad symbol / timeframe
+    ├── ExchangeError           the exchange refused or failed a request for good
+    │   └── TemporaryExchangeError   rate limit, 5xx, timeout: worth retrying
+    ├── CatalogError            the catalog database cannot be opened or written
+    ├── ConsoleError            a statement the read-only SQL console refuses or cannot run
+    └── RegistryError           model registry misuse (unknown version, bad promotion)
+
+A message says what went wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class GenesisError(Exception):
+    """Base class of every error the framework raises deliberately."""
+
+    exit_code = 1
+
+
+class UsageError(GenesisError):
+    """The command line was wrong (exit status 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(GenesisError):
+    """A configuration key is unknown, has the wrong type, or the config file is unreadable."""
+
+
+class PluginError(GenesisError):
+    """A plugin is unknown, failed to import, or two packages claim the same name."""
+
+
+class DataError(GenesisError):
+    """Candles are missing, malformed or outside the requested range; or a symbol/timeframe is invalid."""
+
+
+class ExchangeError(GenesisError):
+    """The exchange refused or failed a request and retrying will not help."""
+
+
+class TemporaryExchangeError(ExchangeError):
+    """A request failed in a way that may succeed if retried (HTTP 429, 5xx, timeout, reset)."""
+
+
+class CatalogError(GenesisError):
+    """The catalog database cannot be opened, migrated or written."""
+
+
+class ConsoleError(GenesisError):
+    """The read-only SQL console refused a statement, or DuckDB could not run it."""
+
+
+class RegistryError(GenesisError):
+    """The model registry was asked for something it cannot do."""

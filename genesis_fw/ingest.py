@@ -1,0 +1,85 @@
+"""Putting candles into the store: importing files and storing resampled datasets.
+
+Every write goes through :meth:`CandleStore.write` (atomic) and is recorded in the catalog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pyarrow as pa
+
+from .catalog import Catalog
+from .errors import DataError
+from .store import CandleStore, Dataset, conform, read
+from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms
+
+
+@attrs.frozen
+class WriteResult:
+    path: Path
+    num_candles: int
+
+
+def _record(store: CandleStore, symbol: str, timeframe: str, path: Path, table: pa.Table, source: str) -> WriteResult:
+    ts = table.column("timestamp").cast(pa.int64())
+    first = from_ms(ts[0].as_py()).isoformat() if table.num_rows else None
+    last = from_ms(ts[-1].as_py()).isoformat() if table.num_rows else None
+    Catalog(store.catalog_path).record_dataset(
+        symbol=symbol, timeframe=timeframe, path=path, num_candles=table.num_rows,
+        first_ts=first, last_ts=last, source=source,
+    )
+    return WriteResult(path, table.num_rows)
+
+
+def read_candle_file(source: Path) -> pa.Table:
+    """A Parquet or CSV file of candles, conformed to the store schema."""
+    if not source.is_file():
+        raise DataError(f"no such file: {source}")
+    try:
+        if source.suffix.lower() == ".csv":
+            import pyarrow.csv as pacsv
+
+            table = pacsv.read_csv(source)
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(source)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read {source}: {exc}") from None
+    return conform(table, where=str(source))
+
+
+def import_file(store: CandleStore, source: Path, symbol: str, timeframe: str) -> WriteResult:
+    """Replace ``symbol``/``timeframe`` in the store with the candles of ``source``."""
+    check_symbol(symbol)
+    check_timeframe(timeframe)
+    table = read_candle_file(Path(source))
+    path = store.write(symbol, timeframe, table)
+    return _record(store, symbol, timeframe, path, table, f"import:{Path(source).name}")
+
+
+def resample_into_store(store: CandleStore, symbol: str, target_tf: str, source_tf: str | None = None) -> WriteResult:
+    """Aggregate a stored finer timeframe into ``target_tf`` and store it as its own dataset."""
+    check_symbol(symbol)
+    check_timeframe(target_tf)
+    if source_tf is None:
+        found = store.find(symbol, target_tf)
+        if found is None or found.resampled_from is None:
+            finer = [d.timeframe for d in store.datasets() if d.symbol == symbol and is_finer(d.timeframe, target_tf)]
+            if not finer:
+                raise DataError(f"the store has no {symbol} candles finer than {target_tf} to resample")
+            source_tf = min(finer, key=timeframe_ms)
+        else:
+            source_tf = found.resampled_from
+    check_timeframe(source_tf)
+    if not is_finer(source_tf, target_tf):
+        raise DataError(f"cannot resample {source_tf} to {target_tf}: the target must be a coarser multiple")
+    if not store.has(symbol, source_tf):
+        raise DataError(f"the store has no {symbol} {source_tf} candles; list datasets with: "
+                        "genesis-fw sql \"SELECT * FROM datasets\"")
+    dataset = Dataset(symbol, target_tf, store.path(symbol, source_tf), resampled_from=source_tf)
+    table = read(dataset)
+    path = store.write(symbol, target_tf, table)
+    return _record(store, symbol, target_tf, path, table, f"resampled:{source_tf}")

@@ -1,0 +1,322 @@
+"""The candle store: Parquet files of OHLCV candles under a data directory.
+
+Layout (see ``data/DATA_FORMAT.md``)::
+
+    <data_dir>/candles/{symbol}_{timeframe}.parquet
+    <data_dir>/features/
+    <data_dir>/metadata/
+    <data_dir>/genesis.db          the catalog (see :mod:`genesis_fw.catalog`)
+
+The data directory is ``--data-dir``, else ``$GENESIS_DATA_DIR``, else ``./data``.
+
+Candle schema: ``timestamp`` (timestamp[ms, tz=UTC], the candle's open time), ``open``, ``high``,
+``low``, ``close``, ``volume`` (float64). Rows are sorted by timestamp and unique. Minutes without
+trades are absent: a gap is a missing row, never a zero-filled one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import sqlfiles
+from ._util import atomic_path
+from .errors import DataError
+from .timeframes import (
+    TIMEFRAMES,
+    check_symbol,
+    check_timeframe,
+    from_ms,
+    is_finer,
+    timeframe_ms,
+    to_ms,
+)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+    ]
+)
+COLUMNS = SCHEMA.names
+
+#: Rows per Parquet row group: small enough that a range read skips most of a long file.
+ROW_GROUP_SIZE = 32_768
+
+DATA_DIR_ENV = "GENESIS_DATA_DIR"
+
+#: Stand-in for an open end of a time range, in ms (year 2286): within DuckDB's timestamp range.
+_UNBOUNDED_MS = 10**13
+
+
+def default_data_dir() -> Path:
+    """``$GENESIS_DATA_DIR`` if set, else ``./data``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def conform(table: pa.Table, *, where: str = "candles") -> pa.Table:
+    """Return ``table`` cast to :data:`SCHEMA`, sorted by timestamp; reject what cannot be fixed safely.
+
+    Missing columns, nulls, or duplicate timestamps raise :class:`DataError`. Extra columns are dropped.
+    A naive timestamp column is taken as UTC; seconds/micro/nanoseconds are converted to ms.
+    """
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+    table = table.select(COLUMNS)
+    ts = table.column("timestamp")
+    if pa.types.is_timestamp(ts.type):
+        if ts.type.tz is None:
+            ts = pc.assume_timezone(ts, "UTC")
+        ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))
+        if ts.type.unit in ("us", "ns"):
+            ts = pc.cast(ts, pa.timestamp("ms", tz="UTC"), safe=False)
+        else:
+            ts = ts.cast(pa.timestamp("ms", tz="UTC"))
+    elif pa.types.is_integer(ts.type):
+        ts = ts.cast(pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    else:
+        raise DataError(f"{where}: column 'timestamp' has type {ts.type}; expected a timestamp or ms integers")
+    cols = [ts]
+    for name in COLUMNS[1:]:
+        col = table.column(name)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type) or pa.types.is_decimal(col.type)):
+            raise DataError(f"{where}: column {name!r} has type {col.type}; expected numbers")
+        cols.append(col.cast(pa.float64()))
+    for name, col in zip(COLUMNS, cols, strict=True):
+        if col.null_count:
+            raise DataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
+    out = pa.Table.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols],
+                               schema=SCHEMA)
+    ts_ms = out.column("timestamp").cast(pa.int64()).to_numpy()
+    if ts_ms.size > 1 and np.any(ts_ms[1:] <= ts_ms[:-1]):
+        order = np.argsort(ts_ms, kind="stable")
+        ts_sorted = ts_ms[order]
+        dup = np.flatnonzero(ts_sorted[1:] == ts_sorted[:-1])
+        if dup.size:
+            first = from_ms(int(ts_sorted[dup[0]])).isoformat()
+            raise DataError(f"{where}: {dup.size} duplicate timestamp(s), first at {first}")
+        out = out.take(pa.array(order))
+    return out
+
+
+@attrs.frozen
+class Dataset:
+    """One candle file: which symbol and timeframe, where it lives, and how it was obtained.
+
+    ``origin`` is ``"store"`` or ``"sample"`` (the bundled sample); ``resampled_from`` names the finer
+    timeframe it is aggregated from on the fly, or is ``None`` when the file holds ``timeframe`` itself.
+    """
+
+    symbol: str
+    timeframe: str
+    path: Path
+    origin: str = "store"
+    resampled_from: str | None = None
+
+    def describe(self) -> str:
+        """Human-readable one-liner, e.g. ``tBTCUSD 1h (resampled from 1m, bundled sample)``."""
+        notes = []
+        if self.resampled_from:
+            notes.append(f"resampled from {self.resampled_from}")
+        if self.origin == "sample":
+            notes.append("bundled sample")
+        return f"{self.symbol} {self.timeframe}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+@attrs.define
+class CandleStore:
+    """Candle files under ``root``; see the module docstring for the layout.
+
+    ``read_only`` stores (the bundled sample) refuse writes.
+    """
+
+    root: Path = attrs.field(converter=Path)
+    read_only: bool = False
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike[str] | None = None) -> CandleStore:
+        """The store at ``data_dir`` (default: ``$GENESIS_DATA_DIR`` or ``./data``)."""
+        return cls(Path(data_dir) if data_dir is not None else default_data_dir())
+
+    @classmethod
+    def sample(cls) -> CandleStore:
+        """The read-only bundled sample (real Bitfinex tBTCUSD 1m candles, 2019-04 .. 2019-06)."""
+        return cls(Path(str(resources.files("genesis_fw") / "sample")), read_only=True)
+
+    @property
+    def candles_dir(self) -> Path:
+        return self.root / "candles" if not self.read_only else self.root
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.root / "metadata"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "genesis.db"
+
+    def path(self, symbol: str, timeframe: str) -> Path:
+        """File of ``symbol``/``timeframe`` (validated first, so it is always inside the store)."""
+        return self.candles_dir / f"{check_symbol(symbol)}_{check_timeframe(timeframe)}.parquet"
+
+    def has(self, symbol: str, timeframe: str) -> bool:
+        return self.path(symbol, timeframe).is_file()
+
+    def datasets(self) -> list[Dataset]:
+        """Every candle file in the store whose name is a valid ``{symbol}_{timeframe}.parquet``."""
+        found = []
+        if not self.candles_dir.is_dir():
+            return found
+        origin = "sample" if self.read_only else "store"
+        for path in sorted(self.candles_dir.glob("*.parquet")):
+            symbol, sep, timeframe = path.stem.rpartition("_")
+            if sep and timeframe in TIMEFRAMES:
+                try:
+                    check_symbol(symbol)
+                except DataError:
+                    continue
+                found.append(Dataset(symbol, timeframe, path, origin))
+        return found
+
+    def find(self, symbol: str, timeframe: str) -> Dataset | None:
+        """The dataset for ``symbol``/``timeframe``: the file itself, else the finest file it can be
+        resampled from, else ``None``."""
+        if self.has(symbol, timeframe):
+            return Dataset(symbol, timeframe, self.path(symbol, timeframe), "sample" if self.read_only else "store")
+        finer = [d for d in self.datasets() if d.symbol == symbol and is_finer(d.timeframe, timeframe)]
+        if not finer:
+            return None
+        best = max(finer, key=lambda d: timeframe_ms(d.timeframe))
+        return attrs.evolve(best, timeframe=timeframe, resampled_from=best.timeframe)
+
+    def write(self, symbol: str, timeframe: str, table: pa.Table) -> Path:
+        """Replace the dataset's file with ``table`` atomically; return the path.
+
+        The table is conformed first (:func:`conform`). The new file is written beside the old one and
+        renamed over it only once complete, so a crash mid-write leaves the previous file intact.
+        """
+        if self.read_only:
+            raise DataError(f"the store at {self.root} is read-only")
+        path = self.path(symbol, timeframe)
+        table = conform(table, where=f"{symbol} {timeframe}")
+        check_alignment(table, timeframe, where=f"{symbol} {timeframe}")
+        try:
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+        except OSError as exc:
+            raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return path
+
+
+def check_alignment(table: pa.Table, timeframe: str, *, where: str) -> None:
+    """Raise :class:`DataError` if a timestamp is not a bucket start of ``timeframe`` (epoch-aligned, UTC)."""
+    width = timeframe_ms(timeframe)
+    if width == 0 or table.num_rows == 0:
+        return
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    bad = np.flatnonzero(ts % width)
+    if bad.size:
+        raise DataError(
+            f"{where}: {bad.size} timestamp(s) not aligned to the {timeframe} grid, first at "
+            f"{from_ms(int(ts[bad[0]])).isoformat()}"
+        )
+
+
+def read(dataset: Dataset, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
+    """Candles of ``dataset`` with open time in ``[start, end)`` (UTC; ``None`` = unbounded).
+
+    Plain files are read with a pushed-down filter, so Parquet row groups outside the range are
+    skipped. Resampled datasets run ``sql/resample.sql`` in DuckDB over the finer file.
+    """
+    if dataset.resampled_from is not None:
+        return resample(dataset.path, dataset.timeframe, start, end)
+    filters = []
+    if start is not None:
+        filters.append(("timestamp", ">=", pa.scalar(start, pa.timestamp("ms", tz="UTC"))))
+    if end is not None:
+        filters.append(("timestamp", "<", pa.scalar(end, pa.timestamp("ms", tz="UTC"))))
+    try:
+        table = pq.read_table(dataset.path, columns=COLUMNS, filters=filters or None)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read {dataset.path}: {exc}") from None
+    return conform(table, where=str(dataset.path))
+
+
+def _bucket_bounds(timeframe: str, start: datetime | None, end: datetime | None) -> tuple[int, int]:
+    """Source-row range in ms covering every bucket whose open time is in ``[start, end)``."""
+    width = timeframe_ms(timeframe)
+    lo = to_ms(start) if start is not None else -(_UNBOUNDED_MS)
+    hi = to_ms(end) if end is not None else _UNBOUNDED_MS
+    if width == 0:  # calendar month: start of lo's month; hi rounded up to the next month start
+        if start is not None:
+            s = start
+            lo = to_ms(s.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        if end is not None:
+            e = end
+            floor = e.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            if floor != e:
+                floor = floor.replace(year=floor.year + floor.month // 12, month=floor.month % 12 + 1)
+            hi = to_ms(floor)
+        return lo, hi
+    if start is not None:
+        lo -= lo % width
+    if end is not None:
+        hi += (-hi) % width
+    return lo, hi
+
+
+def resample(source: Path, timeframe: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
+    """Aggregate the candles in ``source`` into ``timeframe`` buckets with ``sql/resample.sql``.
+
+    Buckets are aligned to the Unix epoch in UTC (``1M``: calendar months); open = first open,
+    high = max, low = min, close = last close, volume = sum. A bucket with no source candle is
+    absent. Only buckets whose open time is in ``[start, end)`` are returned, each one whole.
+    """
+    import duckdb
+
+    lo, hi = _bucket_bounds(timeframe, start, end)
+    params = {
+        "source": str(source),
+        "bucket_ms": timeframe_ms(timeframe),
+        "lo_ms": lo,
+        "hi_ms": hi,
+        "start_ms": to_ms(start) if start is not None else -(_UNBOUNDED_MS),
+        "end_ms": to_ms(end) if end is not None else _UNBOUNDED_MS,
+    }
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        table = sqlfiles.to_arrow(con, sqlfiles.load("resample"), params)
+    except duckdb.Error as exc:
+        raise DataError(f"cannot resample {source} to {timeframe}: {exc}") from None
+    finally:
+        con.close()
+    return conform(table, where=f"{source} resampled to {timeframe}")
+
+
+def iter_datasets(stores: list[CandleStore]) -> Iterator[Dataset]:
+    """Datasets of several stores, the first store's file winning for a symbol/timeframe."""
+    seen = set()
+    for store in stores:
+        for d in store.datasets():
+            if (d.symbol, d.timeframe) not in seen:
+                seen.add((d.symbol, d.timeframe))
+                yield d

@@ -1,0 +1,1 @@
+"""Built-in model types, registered under the ``genesis_fw.models`` entry-point group."""
