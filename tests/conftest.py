@@ -1,0 +1,40 @@
+"""Shared fixtures: small real candle files and a throw-away store."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+#: Two days (2019-04-01 .. 2019-04-02 UTC) of real Bitfinex 1m candles; minutes without trades are absent.
+BTC_2D = DATA / "tBTCUSD_1m_2019-04-01_2d.parquet"
+ETH_2D = DATA / "tETHUSD_1m_2019-04-01_2d.parquet"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty store folder; ``GENESIS_DATA_DIR`` points at it for the test and its subprocesses."""
+    d = tmp_path / "store"
+    d.mkdir()
+    monkeypatch.setenv("GENESIS_DATA_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def btc_store(data_dir: Path) -> Path:
+    """A store holding the two-day tBTCUSD and tETHUSD 1m files."""
+    (data_dir / "candles").mkdir()
+    shutil.copy(BTC_2D, data_dir / "candles" / "tBTCUSD_1m.parquet")
+    shutil.copy(ETH_2D, data_dir / "candles" / "tETHUSD_1m.parquet")
+    return data_dir
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``genesis-fw`` as a real process (``python -m genesis_fw``) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
