@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,9 +51,54 @@ MIGRATIONS: list[str] = [
         detail  TEXT NOT NULL         -- JSON object
     );
     """,
+    """
+    CREATE TABLE runs (
+        run_id         TEXT PRIMARY KEY,
+        created_at     TEXT NOT NULL,    -- ISO 8601 UTC
+        strategy       TEXT NOT NULL,
+        params         TEXT NOT NULL,    -- JSON object of the strategy parameters
+        symbol         TEXT NOT NULL,
+        timeframe      TEXT NOT NULL,
+        start          TEXT,             -- requested range (config), ISO 8601 UTC or NULL
+        "end"          TEXT,
+        first_bar      TEXT NOT NULL,    -- open time of the first / last bar used
+        last_bar       TEXT NOT NULL,
+        num_bars       INTEGER NOT NULL,
+        data_origin    TEXT NOT NULL,    -- 'store' or 'sample'
+        data_sha256    TEXT NOT NULL,    -- SHA-256 of the exact candles used
+        engine_path    TEXT NOT NULL,    -- 'fast' or 'per_bar'
+        engine_version TEXT NOT NULL,
+        commission     REAL NOT NULL,    -- fraction of notional per side
+        slippage_bps   REAL NOT NULL,
+        total_return   REAL,             -- fraction
+        sharpe         REAL,
+        max_drawdown   REAL,             -- negative fraction
+        num_trades     INTEGER,
+        metrics        TEXT NOT NULL,    -- JSON object of every metric
+        outputs        TEXT NOT NULL     -- JSON object: report / summary / trades / equity paths
+    );
+    """,
 ]
 
 _SQLITE_TO_ARROW = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}
+
+
+def _set_wal(con: sqlite3.Connection) -> None:
+    """Switch the database to WAL mode, retrying while another process holds it.
+
+    The switch needs an exclusive lock, and SQLite does not wait for it with the busy timeout: while
+    other processes open the fresh catalog at the same moment it fails at once with "database is
+    locked". So retry until :data:`BUSY_TIMEOUT_S` has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
 
 
 def utcnow() -> str:
@@ -99,7 +145,7 @@ class Catalog:
         if con.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
             return
         if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            con.execute("PRAGMA journal_mode = WAL")
+            _set_wal(con)
         con.execute("BEGIN IMMEDIATE")
         try:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
@@ -126,6 +172,14 @@ class Catalog:
             )
             self._log(con, "dataset.write", f"{symbol}_{timeframe}",
                       {"num_candles": num_candles, "source": source})
+
+    def record_run(self, row: dict[str, Any]) -> None:
+        """Insert one ``runs`` row (keys = column names) and log a ``run.recorded`` event."""
+        columns = ", ".join(f'"{k}"' for k in row)
+        marks = ", ".join("?" for _ in row)
+        with self.connect(write=True) as con:
+            con.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+            self._log(con, "run.recorded", row["run_id"], {"strategy": row["strategy"]})
 
     @staticmethod
     def _log(con: sqlite3.Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:

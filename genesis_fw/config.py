@@ -5,7 +5,9 @@ without it ``config/runtime.seed.json`` in the working directory when present) <
 overrides and flags on the command line.
 
 Keys are the field names below. ``strategy=ema_rsi`` picks the strategy (same as ``strategy.name``);
-``strategy.fast=10`` sets one of its parameters (same as ``strategy.params.fast``). Strategy
+``strategy.fast=10`` sets one of its parameters (same as ``strategy.params.fast``). Choosing a
+different strategy on the command line drops the config file's strategy parameters (they belong
+to the file's strategy). Strategy
 parameters are checked against the plugin's own ``Params`` class when the strategy is loaded.
 An unknown key or a value of the wrong type is a :class:`ConfigError`; nothing is silently ignored.
 """
@@ -211,7 +213,16 @@ class RuntimeConfig:
         if path is not None:
             values = read_json_config(path)
         values = _normalise(values)
-        for key, value in (overrides or {}).items():
+        overrides = dict(overrides or {})
+        # A strategy chosen on the command line does not inherit the file's parameters, which
+        # belong to the file's strategy; its own parameter overrides still apply (in any order).
+        for key in ("strategy", "strategy.name"):
+            if key in overrides:
+                name = overrides.pop(key)
+                strategy = values.get("strategy")
+                if not isinstance(strategy, dict) or strategy.get("name", StrategyConfig().name) != name:
+                    values["strategy"] = {"name": name}
+        for key, value in overrides.items():
             _apply_override(values, key, value)
         return build(cls, values)
 
@@ -227,6 +238,8 @@ def read_json_config(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

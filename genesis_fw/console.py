@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .errors import ConsoleError
 from .store import CandleStore, Dataset
 
 _ALLOWED = {"SELECT", "EXPLAIN"}
+#: ``EXPLAIN [ANALYZE] [(options)]`` before the explained statement (``EXPLAIN ANALYZE`` runs it).
+_EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN(?:\s+ANALY[SZ]E)?(?:\s*\([^()]*\))?", re.IGNORECASE)
 FORMATS = ("table", "csv", "json", "parquet")
 
 
@@ -104,6 +107,8 @@ class Console:
             raise ConsoleError("no SQL statement given")
         for st in statements:
             kind = st.type.name
+            if kind == "EXPLAIN":
+                kind = _explained_kind(st.query)
             if kind not in _ALLOWED:
                 raise ConsoleError(
                     f"the SQL console is read-only: {kind} statements are refused "
@@ -113,6 +118,7 @@ class Console:
         try:
             for st in statements[:-1]:
                 con.execute(st.query)
+                con.complete()  # DuckDB 2.0: finish the result before the connection runs anything else
             return con.sql(statements[-1].query).to_arrow_table()
         except duckdb.PermissionException as exc:
             raise ConsoleError(
@@ -125,6 +131,24 @@ class Console:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _explained_kind(query: str) -> str:
+    """``"SELECT"`` when ``query`` (an EXPLAIN statement) explains one SELECT, else what it explains.
+
+    ``EXPLAIN ANALYZE`` executes the explained statement, so it must pass the same check.
+    """
+    import duckdb
+
+    match = _EXPLAIN_PREFIX.match(query)
+    try:
+        inner = duckdb.extract_statements(query[match.end():]) if match else []
+    except duckdb.Error:
+        inner = []
+    if len(inner) != 1:
+        return "EXPLAIN (of a statement that cannot be checked)"
+    kind = inner[0].type.name
+    return kind if kind == "SELECT" else f"EXPLAIN {kind}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -121,6 +121,12 @@ def load_ref(ref: PluginRef) -> type:
             f"{ref.kind} {ref.name!r} from {ref.provider} points at {ref.value}, which is not a subclass of "
             f"genesis_fw.{base.__name__}"
         )
+    try:  # e.g. a Params annotation naming a type imported only under TYPE_CHECKING
+        params_of(obj)
+    except Exception as exc:
+        raise PluginError(
+            f"{ref.kind} {ref.name!r} from {ref.provider} has an invalid Params class: {type(exc).__name__}: {exc}"
+        ) from exc
     return obj
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 import attrs
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import sqlfiles
@@ -78,7 +77,11 @@ def conform(table: pa.Table, *, where: str = "candles") -> pa.Table:
         raise DataError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
     table = table.select(COLUMNS)
     ts = table.column("timestamp")
-    if pa.types.is_timestamp(ts.type):
+    if ts.type == pa.timestamp("ms", tz="UTC"):
+        pass  # the store's own format: nothing to convert
+    elif pa.types.is_timestamp(ts.type):
+        import pyarrow.compute as pc  # only foreign files need it; kept off the common path
+
         if ts.type.tz is None:
             ts = pc.assume_timezone(ts, "UTC")
         ts = ts.cast(pa.timestamp(ts.type.unit, tz="UTC"))
@@ -204,7 +207,7 @@ class CandleStore:
         finer = [d for d in self.datasets() if d.symbol == symbol and is_finer(d.timeframe, timeframe)]
         if not finer:
             return None
-        best = max(finer, key=lambda d: timeframe_ms(d.timeframe))
+        best = min(finer, key=lambda d: timeframe_ms(d.timeframe))
         return attrs.evolve(best, timeframe=timeframe, resampled_from=best.timeframe)
 
     def write(self, symbol: str, timeframe: str, table: pa.Table) -> Path:
@@ -229,10 +232,14 @@ class CandleStore:
 def check_alignment(table: pa.Table, timeframe: str, *, where: str) -> None:
     """Raise :class:`DataError` if a timestamp is not a bucket start of ``timeframe`` (epoch-aligned, UTC)."""
     width = timeframe_ms(timeframe)
-    if width == 0 or table.num_rows == 0:
+    if table.num_rows == 0:
         return
     ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-    bad = np.flatnonzero(ts % width)
+    if width == 0:  # calendar month: each timestamp must be 00:00 UTC on the 1st
+        month_start = ts.astype("datetime64[ms]").astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
+        bad = np.flatnonzero(ts != month_start)
+    else:
+        bad = np.flatnonzero(ts % width)
     if bad.size:
         raise DataError(
             f"{where}: {bad.size} timestamp(s) not aligned to the {timeframe} grid, first at "
@@ -243,21 +250,52 @@ def check_alignment(table: pa.Table, timeframe: str, *, where: str) -> None:
 def read(dataset: Dataset, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
     """Candles of ``dataset`` with open time in ``[start, end)`` (UTC; ``None`` = unbounded).
 
-    Plain files are read with a pushed-down filter, so Parquet row groups outside the range are
-    skipped. Resampled datasets run ``sql/resample.sql`` in DuckDB over the finer file.
+    Plain files are read row group by row group: groups whose timestamp statistics lie outside the
+    range are never read, so one month of a ten-year file reads about one month. Resampled
+    datasets run ``sql/resample.sql`` in DuckDB over the finer file.
     """
     if dataset.resampled_from is not None:
         return resample(dataset.path, dataset.timeframe, start, end)
-    filters = []
-    if start is not None:
-        filters.append(("timestamp", ">=", pa.scalar(start, pa.timestamp("ms", tz="UTC"))))
-    if end is not None:
-        filters.append(("timestamp", "<", pa.scalar(end, pa.timestamp("ms", tz="UTC"))))
+    lo = to_ms(start) if start is not None else None
+    hi = to_ms(end) if end is not None else None
     try:
-        table = pq.read_table(dataset.path, columns=COLUMNS, filters=filters or None)
+        pf = pq.ParquetFile(dataset.path)
+        groups = _row_groups_in_range(pf, lo, hi)
+        table = pf.read_row_groups(groups, columns=COLUMNS) if groups else pf.schema_arrow.empty_table()
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {dataset.path}: {exc}") from None
-    return conform(table, where=str(dataset.path))
+    table = conform(table, where=str(dataset.path))
+    if lo is not None or hi is not None:
+        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+        first = int(np.searchsorted(ts, lo, "left")) if lo is not None else 0
+        last = int(np.searchsorted(ts, hi, "left")) if hi is not None else ts.size
+        table = table.slice(first, max(last - first, 0))
+    return table
+
+
+def _row_groups_in_range(pf: pq.ParquetFile, lo: int | None, hi: int | None) -> list[int]:
+    """Row groups whose timestamp statistics may hold a value in ``[lo, hi)`` (ms); all when unknown.
+
+    This is the range push-down: only these groups are read from disk.
+    """
+    meta = pf.metadata
+    groups = list(range(meta.num_row_groups))
+    if lo is None and hi is None:
+        return groups
+    try:
+        col = pf.schema_arrow.get_field_index("timestamp")
+    except KeyError:
+        return groups
+    keep = []
+    for g in groups:
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, datetime):
+            keep.append(g)
+            continue
+        gmin, gmax = (to_ms(v if v.tzinfo else v.replace(tzinfo=UTC)) for v in (stats.min, stats.max))
+        if (hi is None or gmin < hi) and (lo is None or gmax >= lo):
+            keep.append(g)
+    return keep
 
 
 def _bucket_bounds(timeframe: str, start: datetime | None, end: datetime | None) -> tuple[int, int]:

@@ -6,7 +6,7 @@ Times inside the framework are UTC. Durations are in milliseconds (``*_ms``).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .errors import DataError
 
@@ -53,8 +53,10 @@ def check_timeframe(timeframe: str) -> str:
     if timeframe not in TIMEFRAMES:
         from ._util import did_you_mean
 
+        same_letters = [t for t in TIMEFRAMES if t.lower() == str(timeframe).lower()]  # 1H -> 1h, 1d -> 1D
+        hint = f" (did you mean {same_letters[0]!r}?)" if same_letters else did_you_mean(str(timeframe), TIMEFRAMES)
         raise DataError(
-            f"unknown timeframe {timeframe!r}{did_you_mean(str(timeframe), TIMEFRAMES)}; "
+            f"unknown timeframe {timeframe!r}{hint}; "
             f"known: {' '.join(TIMEFRAMES)}"
         )
     return timeframe
@@ -98,11 +100,16 @@ def parse_time(value: str | datetime | None, *, what: str = "time") -> datetime 
     return dt.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ms(dt: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime."""
-    return int(dt.timestamp() * 1000)
+    """Milliseconds since the epoch of an aware datetime (a naive one is taken as UTC), floored."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 def from_ms(ms: int) -> datetime:
     """Aware UTC datetime of ``ms`` milliseconds since the epoch."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return _EPOCH + timedelta(milliseconds=int(ms))

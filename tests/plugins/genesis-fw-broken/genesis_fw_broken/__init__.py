@@ -1,0 +1,1 @@
+"""Test fixture: importing this package works; importing its ``strategy`` module does not."""
