@@ -214,6 +214,77 @@ def resample(ctx: click.Context, symbol: str, source_tf: str | None, target_tf: 
     click.echo(f"Wrote {result.num_candles} candles of {symbol} {target_tf} to {result.path}")
 
 
+_SUMMARY = [
+    ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),
+    ("sortino", "Sortino", "num"), ("max_drawdown", "Max drawdown", "pct"), ("calmar", "Calmar", "num"),
+    ("num_trades", "Trades", "int"), ("win_rate", "Win rate", "pct"), ("profit_factor", "Profit factor", "num"),
+    ("exposure", "Exposure", "pct"), ("final_equity", "Final equity", "num"),
+]
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{value * 100:.2f} %"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:,.3f}"
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("overrides", nargs=-1)
+@click.option("--symbol", help="Symbol, e.g. tBTCUSD (same as symbol=...).")
+@click.option("--timeframe", help="Timeframe, e.g. 1m or 1h (same as timeframe=...).")
+@click.option("--start", help="First bar open time included, UTC date or ISO time (same as start=...).")
+@click.option("--end", help="End of the range, exclusive, UTC (same as end=...).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file (default: config/runtime.seed.json when present).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report path; JSON and CSV files go next to it. Default: results/backtest_<...>.html")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report (still writes JSON and CSV).")
+@click.option("--engine", type=click.Choice(["auto", "fast", "per-bar"]), default="auto", show_default=True,
+              help="Decision path: the strategy's vectorised targets (fast) or next() per bar.")
+@click.pass_context
+def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file,
+             output, no_report: bool, engine: str) -> None:
+    """Backtest a strategy bar by bar and write a report.
+
+    Decisions taken at a bar's close fill at the next bar's open. Overrides are key=value:
+    strategy=NAME, strategy.PARAM=VALUE, commission=0.001 (fraction per side), slippage=5 (bps),
+    size=0.5 (fraction of equity), stop_loss=0.02, take_profit=0.04 (fractions of entry price).
+
+    \b
+    Examples:
+      genesis-fw backtest strategy=ema_rsi
+      genesis-fw backtest strategy=ema_rsi strategy.fast=10 commission=0 slippage=0
+      genesis-fw backtest --symbol tBTCUSD --timeframe 1h --start 2019-05-01 --end 2019-06-01 \\
+          --output results/backtest_btc_1h.html
+    """
+    from . import backtest as engine_mod
+    from . import runs
+    from .config import RuntimeConfig, parse_overrides
+
+    values = parse_overrides(overrides)
+    for key, flag in (("symbol", symbol), ("timeframe", timeframe), ("start", start), ("end", end),
+                      ("output", str(output) if output else None)):
+        if flag is not None:
+            values[key] = flag
+    cfg = RuntimeConfig.load(config_file, values)
+    store = _store(ctx)
+    result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True)
+    for note in result.notes:
+        _note(f"Note: {note}")
+    paths = runs.save(result, Path(cfg.output) if cfg.output else None, store=store, report=not no_report)
+    d = result.dataset
+    click.echo(f"{result.strategy} on {d['symbol']} {d['timeframe']}: {d['num_bars']:,} bars "
+               f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path)")
+    for key, label, kind in _SUMMARY:
+        if key in result.metrics:
+            click.echo(f"  {label:<14} {_fmt(result.metrics[key], kind):>14}")
+    click.echo(f"Run {result.run_id}; wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

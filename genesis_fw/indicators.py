@@ -1,34 +1,66 @@
-"""Causal technical indicators over numpy arrays (value at ``t`` uses inputs ``0..t`` only)."""
+"""Causal technical indicators over numpy arrays (value at ``t`` uses inputs ``0..t`` only).
+
+The recursions are compiled with numba and cached on disk, so a new process loads them instead of
+compiling them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _ewm(x, alpha):
+    n = x.shape[0]
+    out = np.empty(n)
+    decay = 1.0 - alpha
+    prev = np.nan
+    for i in range(n):
+        v = x[i]
+        if np.isnan(prev):
+            prev = v
+        elif not np.isnan(v):
+            prev = alpha * v + decay * prev
+        out[i] = prev
+    return out
 
 
 def ewm(x: np.ndarray, alpha: float) -> np.ndarray:
     """Exponentially weighted mean seeded with the first value (pandas ``ewm(alpha, adjust=False)``).
 
     ``y[0] = x[0]``; ``y[t] = alpha * x[t] + (1 - alpha) * y[t-1]``. Leading NaNs stay NaN and the
-    first finite value seeds the recursion.
+    first finite value seeds the recursion; a NaN later on carries the previous value forward.
     """
-    from scipy.signal import lfilter
-
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    finite = np.flatnonzero(~np.isnan(x))
-    if finite.size == 0:
-        return out
-    s = finite[0]
-    out[s] = x[s]
-    if s + 1 < x.size:
-        decay = 1.0 - alpha
-        out[s + 1 :], _ = lfilter([alpha], [1.0, -decay], x[s + 1 :], zi=[decay * x[s]])
-    return out
+    return _ewm(np.ascontiguousarray(x, dtype=np.float64), float(alpha))
 
 
 def ema(close: np.ndarray, n: int) -> np.ndarray:
     """Exponential moving average with ``alpha = 2 / (n + 1)`` (pandas ``ewm(span=n, adjust=False)``)."""
     return ewm(close, 2.0 / (n + 1))
+
+
+@njit(cache=True, nogil=True)
+def _rsi(close, alpha):
+    n = close.shape[0]
+    out = np.empty(n)
+    if n == 0:
+        return out
+    out[0] = np.nan
+    gain = np.nan
+    loss = np.nan
+    decay = 1.0 - alpha
+    for i in range(1, n):
+        d = close[i] - close[i - 1]
+        g = d if d > 0 else 0.0
+        lo = -d if d < 0 else 0.0
+        if np.isnan(gain):
+            gain, loss = g, lo
+        else:
+            gain = alpha * g + decay * gain
+            loss = alpha * lo + decay * loss
+        out[i] = 100.0 if loss == 0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    return out
 
 
 def rsi(close: np.ndarray, n: int) -> np.ndarray:
@@ -38,14 +70,4 @@ def rsi(close: np.ndarray, n: int) -> np.ndarray:
     change; ``RSI = 100 - 100 / (1 + avg_gain / avg_loss)``, and 100 where ``avg_loss`` is 0. The first
     bar has no change and is NaN.
     """
-    close = np.asarray(close, dtype=np.float64)
-    delta = np.empty_like(close)
-    delta[:1] = np.nan
-    delta[1:] = np.diff(close)
-    avg_gain = ewm(np.where(delta > 0, delta, 0.0) + delta * 0, 1.0 / n)
-    avg_loss = ewm(np.where(delta < 0, -delta, 0.0) + delta * 0, 1.0 / n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-    out[avg_loss == 0] = 100.0
-    out[np.isnan(avg_gain)] = np.nan
-    return out
+    return _rsi(np.ascontiguousarray(close, dtype=np.float64), 1.0 / n)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from genesis_fw.indicators import ema, rsi
 from genesis_fw.strategy import LONG, SHORT, Bars, Strategy
 
 
@@ -40,21 +39,25 @@ class EmaRsi(Strategy):
     Params = EmaRsiParams
 
     def init(self, bars: Bars) -> None:
+        # Imported here so that listing plugins does not load numba.
+        from genesis_fw.indicators import ema, rsi
+
         p = self.params
         self.fast = ema(bars.close, p.fast)
         self.slow = ema(bars.close, p.slow)
         self.rsi = rsi(bars.close, p.rsi_period)
-        # Plain lists index about 5x faster than numpy arrays in the per-bar loop.
-        self._f, self._s, self._r = self.fast.tolist(), self.slow.tolist(), self.rsi.tolist()
+        self._lists = None
 
     def next(self, i: int) -> float | None:
         p = self.params
         if i < p.slow:
             return None
-        f, s = self._f, self._s
-        if f[i] > s[i] and f[i - 1] <= s[i - 1] and self._r[i] < p.rsi_upper:
+        if self._lists is None:  # plain lists index ~5x faster than numpy arrays; built on first use
+            self._lists = self.fast.tolist(), self.slow.tolist(), self.rsi.tolist()
+        f, s, r = self._lists
+        if f[i] > s[i] and f[i - 1] <= s[i - 1] and r[i] < p.rsi_upper:
             return LONG
-        if f[i] < s[i] and f[i - 1] >= s[i - 1] and self._r[i] > p.rsi_lower:
+        if f[i] < s[i] and f[i - 1] >= s[i - 1] and r[i] > p.rsi_lower:
             return SHORT
         return None
 

@@ -1,0 +1,246 @@
+"""The backtest engine: load candles, run a strategy bar by bar, track positions, measure.
+
+:func:`run` is the whole job behind ``genesis-fw backtest``:
+
+1. resolve the data -- the store's file, a finer stored timeframe resampled on the fly, or the
+   bundled sample (each fallback is reported in ``BacktestResult.notes``);
+2. ``strategy.init(bars)``, then the decisions: per bar through ``strategy.next(i)`` (the
+   reference path), or all at once through ``strategy.targets(bars)`` (the fast path);
+3. :func:`genesis_fw.positions.track` turns the decisions into fills, trades and equity: a
+   decision at the close of bar ``i`` fills at the open of bar ``i + 1``;
+4. :func:`genesis_fw.metrics.compute` summarises the run.
+
+Everything needed to reproduce the numbers (resolved config, strategy parameters, dataset identity
+and the SHA-256 of the exact candles used, engine version) is in the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import numpy as np
+
+from . import __version__
+from .config import RuntimeConfig
+from .errors import ConfigError, DataError, PluginError
+from .store import CandleStore, Dataset, read
+from .strategy import Bars, Strategy
+from .timeframes import from_ms, parse_time
+
+PATHS = ("auto", "fast", "per_bar")
+
+#: The per-bar path shows a progress bar (on a terminal) above this many bars.
+PROGRESS_MIN_BARS = 200_000
+
+
+@attrs.frozen
+class BacktestResult:
+    """Everything a run produced. Prices and cash are in the quote currency; times are UTC ms."""
+
+    run_id: str
+    config: RuntimeConfig
+    strategy: str
+    params: dict[str, Any]
+    dataset: dict[str, Any]
+    bars: Bars
+    equity: np.ndarray
+    position: np.ndarray
+    trades: np.ndarray
+    metrics: dict[str, Any]
+    path: str
+    notes: tuple[str, ...] = ()
+    engine_version: str = __version__
+
+    def trade_records(self) -> list[dict[str, Any]]:
+        """Trades as dicts (times ISO 8601 UTC, prices in quote currency, return as a fraction)."""
+        from .positions import EXIT_REASONS
+
+        ts = self.bars.timestamp
+        out = []
+        for row in self.trades:
+            entry_bar, exit_bar = int(row[0]), int(row[1])
+            qty, entry_price = float(row[3]), float(row[4])
+            out.append({
+                "entry_bar": entry_bar,
+                "exit_bar": exit_bar,
+                "entry_time": from_ms(int(ts[entry_bar])).isoformat(),
+                "exit_time": from_ms(int(ts[exit_bar])).isoformat(),
+                "side": "long" if row[2] > 0 else "short",
+                "qty": abs(qty),
+                "entry_price": entry_price,
+                "exit_price": float(row[5]),
+                "pnl": float(row[6]),
+                "return": float(row[6]) / (abs(qty) * entry_price),
+                "commission": float(row[7]),
+                "exit_reason": EXIT_REASONS[int(row[8])],
+            })
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready record of the run (no per-bar arrays)."""
+        return {
+            "run_id": self.run_id,
+            "engine_version": self.engine_version,
+            "strategy": self.strategy,
+            "params": self.params,
+            "config": self.config.to_dict(),
+            "dataset": self.dataset,
+            "path": self.path,
+            "metrics": self.metrics,
+            "notes": list(self.notes),
+        }
+
+
+def locate(cfg: RuntimeConfig, store: CandleStore) -> tuple[Dataset, list[str]]:
+    """The dataset for ``cfg.symbol``/``cfg.timeframe`` and the notes on how it was found."""
+    notes: list[str] = []
+    found = store.find(cfg.symbol, cfg.timeframe)
+    if found is None:
+        found = CandleStore.sample().find(cfg.symbol, cfg.timeframe)
+        if found is None:
+            raise DataError(
+                f"no {cfg.symbol} candles at {cfg.timeframe} or finer in the store at {store.root} "
+                "(the bundled sample has tBTCUSD 1m only); fetch or import them first"
+            )
+        notes.append(f"the store has no {cfg.symbol} {cfg.timeframe} data; using the bundled sample "
+                     "(real Bitfinex tBTCUSD 1m, 2019-04-01 .. 2019-06-30)")
+    if found.resampled_from:
+        notes.append(f"resampling {cfg.symbol} {found.resampled_from} to {cfg.timeframe} on the fly (sql/resample.sql)")
+    return found, notes
+
+
+def data_sha256(bars: Bars) -> str:
+    """SHA-256 of the exact candles used (timestamps and OHLCV as little-endian binary arrays)."""
+    h = hashlib.sha256()
+    for arr in (bars.timestamp, bars.open, bars.high, bars.low, bars.close, bars.volume):
+        h.update(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, Any], list[str]]:
+    """Candles of the configured range as :class:`Bars`, the dataset identity, and notes."""
+    start = parse_time(cfg.start, what="start")
+    end = parse_time(cfg.end, what="end")
+    if start is not None and end is not None and start >= end:
+        raise DataError(f"start {start.isoformat()} is not before end {end.isoformat()}")
+    dataset, notes = locate(cfg, store)
+    table = read(dataset, start, end)
+    if table.num_rows == 0:
+        whole = read(dataset)
+        span = "it holds no candles" if whole.num_rows == 0 else (
+            f"it covers {whole.column('timestamp')[0].as_py().isoformat()} .. "
+            f"{whole.column('timestamp')[-1].as_py().isoformat()}")
+        raise DataError(f"no {dataset.describe()} candles in [{cfg.start or '-inf'}, {cfg.end or '+inf'}); {span}")
+    bars = Bars.from_table(table)
+    identity = {
+        "symbol": dataset.symbol,
+        "timeframe": dataset.timeframe,
+        "origin": dataset.origin,
+        "resampled_from": dataset.resampled_from,
+        "file": str(dataset.path),
+        "first_bar": from_ms(int(bars.timestamp[0])).isoformat(),
+        "last_bar": from_ms(int(bars.timestamp[-1])).isoformat(),
+        "num_bars": len(bars),
+        "sha256": data_sha256(bars),
+    }
+    return bars, identity, notes
+
+
+def make_strategy(cfg: RuntimeConfig) -> Strategy:
+    """The configured strategy plugin, its parameters checked."""
+    from .plugins import instantiate
+
+    return instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
+
+
+def check_targets(targets: Any, n: int, *, where: str) -> np.ndarray:
+    """Validate a strategy's decisions: ``n`` floats, each LONG (1), SHORT (-1), FLAT (0) or NaN (keep)."""
+    try:
+        arr = np.asarray(targets, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PluginError(f"{where} must return numbers (1 long, -1 short, 0 flat, None/NaN keep)") from None
+    if arr.shape != (n,):
+        raise PluginError(f"{where} returned shape {arr.shape}; expected ({n},), one decision per bar")
+    bad = ~(np.isnan(arr) | np.isin(arr, (-1.0, 0.0, 1.0)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PluginError(f"{where} returned {float(arr[i])!r} at bar {i}; allowed: 1 (long), -1 (short), 0 (flat), "
+                          "None/NaN (keep)")
+    return arr
+
+
+def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False) -> np.ndarray:
+    """Call ``strategy.next(i)`` for every bar in order; the decisions as a float array."""
+    nxt = strategy.next
+    out: list[Any] = [None] * n
+    name = type(strategy).__name__
+    bar = None
+    if progress and n >= PROGRESS_MIN_BARS and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="bar", unit_scale=True, desc="backtest", file=sys.stderr, leave=False)
+    step = 65_536
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        for i in range(lo, hi):
+            out[i] = nxt(i)
+        if bar is not None:
+            bar.update(hi - lo)
+    if bar is not None:
+        bar.close()
+    try:
+        arr = np.array(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(i for i, v in enumerate(out) if v is not None and not isinstance(v, int | float))
+        raise PluginError(f"{name}.next({bad}) returned {out[bad]!r}; allowed: 1 (long), -1 (short), 0 (flat), "
+                          "None (keep)") from None
+    return check_targets(arr, n, where=f"{name}.next")
+
+
+def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "auto",
+        progress: bool = False) -> BacktestResult:
+    """Run the backtest ``cfg`` describes. ``path``: ``auto`` (fast path when the strategy has one),
+    ``fast`` or ``per_bar``."""
+    from . import metrics
+    from .positions import track
+
+    if path not in PATHS:
+        raise ConfigError(f"unknown engine path {path!r}; allowed: {', '.join(PATHS)}")
+    store = store if store is not None else CandleStore.open()
+    strategy = make_strategy(cfg)
+    bars, identity, notes = load_bars(cfg, store)
+    n = len(bars)
+    strategy.init(bars)
+    use_fast = path == "fast" or (path == "auto" and strategy.has_fast_path())
+    if use_fast:
+        if not strategy.has_fast_path():
+            raise PluginError(f"strategy {cfg.strategy.name!r} has no fast path (targets); use the per-bar path")
+        targets = check_targets(strategy.targets(bars), n, where=f"{type(strategy).__name__}.targets")
+    else:
+        targets = decide_per_bar(strategy, n, progress=progress)
+    equity, position, trades = track(
+        bars.open, bars.high, bars.low, bars.close, targets,
+        cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,
+        cfg.stop_loss or 0.0, cfg.take_profit or 0.0,
+    )
+    summary = metrics.compute(bars.timestamp, equity, position, trades, cfg.initial_cash)
+    params = attrs.asdict(strategy.params)
+    return BacktestResult(
+        run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8],
+        config=attrs.evolve(cfg, strategy=attrs.evolve(cfg.strategy, params=params)),
+        strategy=cfg.strategy.name,
+        params=params,
+        dataset=identity,
+        bars=bars,
+        equity=equity,
+        position=position,
+        trades=trades,
+        metrics=summary,
+        path="fast" if use_fast else "per_bar",
+        notes=tuple(notes),
+    )

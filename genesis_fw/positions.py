@@ -1,0 +1,156 @@
+"""The position tracker: turns a series of target positions into fills, trades and an equity curve.
+
+This is the engine's hot loop, compiled with numba (cached on disk, so a new process does not pay
+the compile). Rules, bar by bar (``i`` = bar index):
+
+1. **Open of bar i**: the target decided at the close of bar ``i - 1`` is executed as a market
+   order at ``open[i]``. A target equal to the current side does nothing (no resizing); a
+   different one closes the position and, unless it is FLAT, opens the new side (a reversal is two
+   fills at the same open). The target of the last bar is never executed.
+2. **Inside bar i**: stop-loss and take-profit of the open position are checked against
+   ``low[i]``/``high[i]``. When both could have been hit in the same bar the stop is assumed (the
+   worse outcome). A stop fills at the stop price, or at ``open[i]`` when the bar opened beyond it,
+   with slippage (it is a market order). A take-profit fills exactly at its price (a limit order;
+   never better). Levels are fractions of the entry fill price.
+3. **Close of bar i**: equity is marked at ``close[i]``. If equity is <= 0 the position is
+   liquidated at that close and trading stops for the rest of the run.
+
+At the end an open position is closed at the last close (costs included) and counted as a trade.
+
+Costs: slippage ``slip`` (a fraction: 5 bps = 0.0005) moves every market fill against the trader;
+commission ``commission`` (a fraction of traded notional) is paid on each fill. Sizing: a new
+position commits ``size`` x equity (at that open, after closing the old one) to notional plus
+entry commission, so ``size = 1`` is fully invested without borrowing for the fee.
+
+Exit reasons: see :data:`EXIT_REASONS`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Codes of ``Trades.reason`` (why a trade was closed).
+EXIT_REASONS = ("signal", "reverse", "stop_loss", "take_profit", "end", "liquidation")
+_SIGNAL, _REVERSE, _STOP, _TAKE, _END, _LIQUIDATION = range(6)
+
+
+@njit(cache=True, nogil=True)
+def _close(qty, side, price, slip, commission, cash):
+    fill = price * (1.0 - slip * side)
+    fee = commission * abs(qty) * fill
+    return cash + qty * fill - fee, fill, fee
+
+
+@njit(cache=True, nogil=True)
+def track(open_, high, low, close, targets, initial_cash, commission, slip, size, stop_loss, take_profit):
+    """Simulate the targets; see the module docstring. ``stop_loss``/``take_profit`` <= 0 means off.
+
+    Returns ``(equity, position, trades)``: equity (quote currency) and position (signed base units)
+    at each close, and a float64 array of trades, one row each:
+    ``entry_bar, exit_bar, side, qty, entry_price, exit_price, pnl, commission, reason``.
+    """
+    n = close.shape[0]
+    equity = np.empty(n)
+    position = np.empty(n)
+    trades = np.empty((n + 1, 9))
+    nt = 0
+    cash = initial_cash
+    qty = 0.0
+    side = 0
+    entry_fill = 0.0
+    entry_fee = 0.0
+    entry_bar = -1
+    halted = False
+    for i in range(n):
+        o = open_[i]
+        if i > 0 and not halted:
+            tgt = targets[i - 1]
+            if not np.isnan(tgt):
+                d = 0
+                if tgt > 0:
+                    d = 1
+                elif tgt < 0:
+                    d = -1
+                if d != side:
+                    if side != 0:
+                        cash, fill, fee = _close(qty, side, o, slip, commission, cash)
+                        trades[nt, 0] = entry_bar
+                        trades[nt, 1] = i
+                        trades[nt, 2] = side
+                        trades[nt, 3] = qty
+                        trades[nt, 4] = entry_fill
+                        trades[nt, 5] = fill
+                        trades[nt, 6] = qty * (fill - entry_fill) - entry_fee - fee
+                        trades[nt, 7] = entry_fee + fee
+                        trades[nt, 8] = _REVERSE if d != 0 else _SIGNAL
+                        nt += 1
+                        qty = 0.0
+                        side = 0
+                    if d != 0 and cash > 0:
+                        fill = o * (1.0 + slip * d)
+                        units = size * cash / (fill * (1.0 + commission))
+                        entry_fee = commission * units * fill
+                        qty = d * units
+                        cash -= qty * fill + entry_fee
+                        side = d
+                        entry_fill = fill
+                        entry_bar = i
+        if side != 0 and (stop_loss > 0 or take_profit > 0):
+            exit_price = 0.0
+            reason = -1
+            if side > 0:
+                stop = entry_fill * (1.0 - stop_loss)
+                take = entry_fill * (1.0 + take_profit)
+                if stop_loss > 0 and low[i] <= stop:
+                    exit_price = min(o, stop) * (1.0 - slip)
+                    reason = _STOP
+                elif take_profit > 0 and high[i] >= take:
+                    exit_price = take
+                    reason = _TAKE
+            else:
+                stop = entry_fill * (1.0 + stop_loss)
+                take = entry_fill * (1.0 - take_profit)
+                if stop_loss > 0 and high[i] >= stop:
+                    exit_price = max(o, stop) * (1.0 + slip)
+                    reason = _STOP
+                elif take_profit > 0 and low[i] <= take:
+                    exit_price = take
+                    reason = _TAKE
+            if reason >= 0:
+                fee = commission * abs(qty) * exit_price
+                cash += qty * exit_price - fee
+                trades[nt, 0] = entry_bar
+                trades[nt, 1] = i
+                trades[nt, 2] = side
+                trades[nt, 3] = qty
+                trades[nt, 4] = entry_fill
+                trades[nt, 5] = exit_price
+                trades[nt, 6] = qty * (exit_price - entry_fill) - entry_fee - fee
+                trades[nt, 7] = entry_fee + fee
+                trades[nt, 8] = reason
+                nt += 1
+                qty = 0.0
+                side = 0
+        eq = cash + qty * close[i]
+        last = i == n - 1
+        if side != 0 and (eq <= 0 or last):
+            cash, fill, fee = _close(qty, side, close[i], slip, commission, cash)
+            trades[nt, 0] = entry_bar
+            trades[nt, 1] = i
+            trades[nt, 2] = side
+            trades[nt, 3] = qty
+            trades[nt, 4] = entry_fill
+            trades[nt, 5] = fill
+            trades[nt, 6] = qty * (fill - entry_fill) - entry_fee - fee
+            trades[nt, 7] = entry_fee + fee
+            trades[nt, 8] = _END if last and eq > 0 else _LIQUIDATION
+            nt += 1
+            qty = 0.0
+            side = 0
+            eq = cash
+        if eq <= 0:
+            halted = True
+        equity[i] = eq
+        position[i] = qty
+    return equity, position, trades[:nt].copy()

@@ -1,0 +1,123 @@
+"""Saving a backtest run: JSON summary, CSV trades and equity, HTML report, and a catalog row.
+
+Files go next to the HTML report: for ``results/bt.html`` they are ``results/bt.json``,
+``results/bt.trades.csv`` and ``results/bt.equity.csv``. Each is written to a temp file and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._util import atomic_path, write_text_atomic
+from .backtest import BacktestResult
+from .catalog import Catalog, utcnow
+from .store import CandleStore
+
+
+def default_output(result: BacktestResult) -> Path:
+    """``results/backtest_{strategy}_{symbol}_{timeframe}.html``."""
+    d = result.dataset
+    return Path("results") / f"backtest_{result.strategy}_{d['symbol']}_{d['timeframe']}.html"
+
+
+def output_paths(html: Path) -> dict[str, Path]:
+    """The files of one run, named after its HTML report."""
+    stem = html.with_suffix("")
+    return {
+        "report": html,
+        "summary": stem.with_suffix(".json"),
+        "trades": Path(f"{stem}.trades.csv"),
+        "equity": Path(f"{stem}.equity.csv"),
+    }
+
+
+def trades_table(result: BacktestResult):
+    """Trades as an Arrow table: UTC times, side, size (base units), prices (quote), pnl (quote, net of
+    commission), return (fraction of entry notional), commission (quote), exit reason, bar indices."""
+    import pyarrow as pa
+
+    from .positions import EXIT_REASONS
+
+    t = result.trades
+    entry_bar, exit_bar = t[:, 0].astype(np.int64), t[:, 1].astype(np.int64)
+    ts = result.bars.timestamp
+    qty = np.abs(t[:, 3])
+    return pa.table({
+        "entry_time_utc": pa.array(ts[entry_bar], pa.timestamp("ms")),
+        "exit_time_utc": pa.array(ts[exit_bar], pa.timestamp("ms")),
+        "side": pa.array(np.where(t[:, 2] > 0, "long", "short")),
+        "qty": qty,
+        "entry_price": t[:, 4],
+        "exit_price": t[:, 5],
+        "pnl": t[:, 6],
+        "return": t[:, 6] / (qty * t[:, 4]) if len(t) else t[:, 6],
+        "commission": t[:, 7],
+        "exit_reason": pa.array([EXIT_REASONS[int(r)] for r in t[:, 8]], pa.string()),
+        "entry_bar": entry_bar,
+        "exit_bar": exit_bar,
+    })
+
+
+def equity_table(result: BacktestResult):
+    """One row per bar: open time (UTC), position (signed base units) and equity (quote) at its close."""
+    import pyarrow as pa
+
+    return pa.table({
+        "timestamp_utc": pa.array(result.bars.timestamp, pa.timestamp("ms")),
+        "position": result.position,
+        "equity": result.equity,
+    })
+
+
+def _write_csv(table, path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    with atomic_path(path) as tmp:
+        pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="none"))
+
+
+def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore | None = None,
+         report: bool = True) -> dict[str, Path]:
+    """Write the run's files (the HTML report only when ``report``) and record it in the catalog."""
+    html = Path(html) if html is not None else default_output(result)
+    paths = output_paths(html)
+    summary = result.summary()
+    summary["outputs"] = {k: str(v) for k, v in paths.items() if report or k != "report"}
+    write_text_atomic(paths["summary"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    _write_csv(trades_table(result), paths["trades"])
+    _write_csv(equity_table(result), paths["equity"])
+    if report:
+        from .report import write_html
+
+        write_html(result, paths["report"])
+    store = store if store is not None else CandleStore.open()
+    m, d, cfg = result.metrics, result.dataset, result.config
+    Catalog(store.catalog_path).record_run({
+        "run_id": result.run_id,
+        "created_at": utcnow(),
+        "strategy": result.strategy,
+        "params": json.dumps(result.params, sort_keys=True),
+        "symbol": d["symbol"],
+        "timeframe": d["timeframe"],
+        "start": cfg.start,
+        "end": cfg.end,
+        "first_bar": d["first_bar"],
+        "last_bar": d["last_bar"],
+        "num_bars": d["num_bars"],
+        "data_origin": d["origin"],
+        "data_sha256": d["sha256"],
+        "engine_path": result.path,
+        "engine_version": result.engine_version,
+        "commission": cfg.commission,
+        "slippage_bps": cfg.slippage,
+        "total_return": m.get("total_return"),
+        "sharpe": m.get("sharpe"),
+        "max_drawdown": m.get("max_drawdown"),
+        "num_trades": m.get("num_trades"),
+        "metrics": json.dumps(m, sort_keys=True),
+        "outputs": json.dumps(summary["outputs"], sort_keys=True),
+    })
+    return {k: v for k, v in paths.items() if report or k != "report"}
