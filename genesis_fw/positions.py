@@ -43,6 +43,21 @@ def _close(qty, side, price, slip, commission, cash):
 
 
 @njit(cache=True, nogil=True)
+def _book(trades, nt, entry_bar, exit_bar, side, qty, entry_fill, exit_fill, entry_fee, exit_fee, reason):
+    """Write trade row ``nt``; return the next row index."""
+    trades[nt, 0] = entry_bar
+    trades[nt, 1] = exit_bar
+    trades[nt, 2] = side
+    trades[nt, 3] = qty
+    trades[nt, 4] = entry_fill
+    trades[nt, 5] = exit_fill
+    trades[nt, 6] = qty * (exit_fill - entry_fill) - entry_fee - exit_fee
+    trades[nt, 7] = entry_fee + exit_fee
+    trades[nt, 8] = reason
+    return nt + 1
+
+
+@njit(cache=True, nogil=True)
 def track(open_, high, low, close, targets, initial_cash, commission, slip, size, stop_loss, take_profit):
     """Simulate the targets; see the module docstring. ``stop_loss``/``take_profit`` <= 0 means off.
 
@@ -75,16 +90,8 @@ def track(open_, high, low, close, targets, initial_cash, commission, slip, size
                 if d != side:
                     if side != 0:
                         cash, fill, fee = _close(qty, side, o, slip, commission, cash)
-                        trades[nt, 0] = entry_bar
-                        trades[nt, 1] = i
-                        trades[nt, 2] = side
-                        trades[nt, 3] = qty
-                        trades[nt, 4] = entry_fill
-                        trades[nt, 5] = fill
-                        trades[nt, 6] = qty * (fill - entry_fill) - entry_fee - fee
-                        trades[nt, 7] = entry_fee + fee
-                        trades[nt, 8] = _REVERSE if d != 0 else _SIGNAL
-                        nt += 1
+                        nt = _book(trades, nt, entry_bar, i, side, qty, entry_fill, fill, entry_fee, fee,
+                                   _REVERSE if d != 0 else _SIGNAL)
                         qty = 0.0
                         side = 0
                     if d != 0 and cash > 0:
@@ -120,32 +127,15 @@ def track(open_, high, low, close, targets, initial_cash, commission, slip, size
             if reason >= 0:
                 fee = commission * abs(qty) * exit_price
                 cash += qty * exit_price - fee
-                trades[nt, 0] = entry_bar
-                trades[nt, 1] = i
-                trades[nt, 2] = side
-                trades[nt, 3] = qty
-                trades[nt, 4] = entry_fill
-                trades[nt, 5] = exit_price
-                trades[nt, 6] = qty * (exit_price - entry_fill) - entry_fee - fee
-                trades[nt, 7] = entry_fee + fee
-                trades[nt, 8] = reason
-                nt += 1
+                nt = _book(trades, nt, entry_bar, i, side, qty, entry_fill, exit_price, entry_fee, fee, reason)
                 qty = 0.0
                 side = 0
         eq = cash + qty * close[i]
         last = i == n - 1
         if side != 0 and (eq <= 0 or last):
             cash, fill, fee = _close(qty, side, close[i], slip, commission, cash)
-            trades[nt, 0] = entry_bar
-            trades[nt, 1] = i
-            trades[nt, 2] = side
-            trades[nt, 3] = qty
-            trades[nt, 4] = entry_fill
-            trades[nt, 5] = fill
-            trades[nt, 6] = qty * (fill - entry_fill) - entry_fee - fee
-            trades[nt, 7] = entry_fee + fee
-            trades[nt, 8] = _END if last and eq > 0 else _LIQUIDATION
-            nt += 1
+            nt = _book(trades, nt, entry_bar, i, side, qty, entry_fill, fill, entry_fee, fee,
+                       _END if last and eq > 0 else _LIQUIDATION)
             qty = 0.0
             side = 0
             eq = cash

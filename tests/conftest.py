@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def btc_store(data_dir: Path) -> Path:
     shutil.copy(BTC_2D, data_dir / "candles" / "tBTCUSD_1m.parquet")
     shutil.copy(ETH_2D, data_dir / "candles" / "tETHUSD_1m.parquet")
     return data_dir
+
+
+@pytest.fixture
+def local_zone_new_york(monkeypatch):
+    """Make the process's local time zone America/New_York, so local-time mistakes show."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -380,3 +380,35 @@ def test_example_plugins_follow_the_contract(sites, monkeypatch):
         model.predict_proba(np.zeros((2, 1)))
     assert model.fit(np.zeros((3, 2)), np.array([0, 1, 1])) is model and model.fitted_ is True
     assert model.predict_proba(np.zeros((4, 2))).tolist() == [0.5] * 4
+
+
+def test_third_party_strategy_runs_through_the_backtest_cli(sites, tmp_path):
+    """The contract end to end: an installed package's strategy is backtested by the generic runner."""
+    import pyarrow.parquet as pq
+
+    from genesis_fw.store import CandleStore
+
+    sample = pq.read_table(CandleStore.sample().path("tBTCUSD", "1m"))
+    first_open = sample.column("open")[1].as_py()  # decided at bar 0's close, filled at bar 1's open
+    last_close = sample.column("close")[-1].as_py()
+    for engine in ("auto", "per-bar"):
+        out = tmp_path / engine / "bh.html"
+        proc = _cli(sites, ("example",), "backtest", "strategy=buy_and_hold", "strategy.side=long", "commission=0",
+                    "--engine", engine, "--no-report", "--output", str(out), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "bundled sample" in proc.stderr
+        summary = json.loads(out.with_suffix(".json").read_text())
+        assert summary["strategy"] == "buy_and_hold" and summary["params"] == {"side": "long"}
+        assert summary["path"] == ("fast" if engine == "auto" else "per_bar")
+        assert summary["metrics"]["num_trades"] == 1
+        assert summary["metrics"]["total_return"] == pytest.approx(last_close / first_open - 1, rel=1e-9)
+
+
+def test_example_strategy_passes_the_contract_checks(sites, monkeypatch):
+    from genesis_fw.testing import check_strategy, sample_bars
+
+    monkeypatch.syspath_prepend(str(sites["example"]))
+    from genesis_fw_example.strategies import BuyAndHold
+
+    check_strategy(BuyAndHold, sample_bars(3000))
+    check_strategy(BuyAndHold, sample_bars(3000), BuyAndHold.Params(side="short"))

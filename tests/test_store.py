@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -576,15 +575,6 @@ def test_resample_matches_reference_on_real_data(source, timeframe):
     counts = {"5m": 576, "15m": 192, "1h": 48, "4h": 12, "1D": 2, "1W": 1, "1M": 1}
     assert got.num_rows == counts[timeframe]
     assert math.isclose(sum(got.column("volume").to_pylist()), math.fsum(r[5] for r in src), rel_tol=1e-12)
-
-
-@pytest.fixture
-def local_zone_new_york(monkeypatch):
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.mark.usefixtures("local_zone_new_york")

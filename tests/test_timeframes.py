@@ -196,16 +196,6 @@ def test_parse_time_text(text, expected):
     )
 
 
-@pytest.fixture
-def local_zone_new_york(monkeypatch):
-    """Make the process's local time zone America/New_York, so local-time mistakes show."""
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 @pytest.mark.usefixtures("local_zone_new_york")
 def test_naive_times_are_utc_whatever_the_local_zone():
     assert time.localtime(0).tm_hour == 19  # the zone change is in effect
