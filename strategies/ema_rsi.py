@@ -62,16 +62,7 @@ class EmaRsi(Strategy):
         return None
 
     def targets(self, bars: Bars) -> np.ndarray:
+        from ._ema_rsi_kernel import cross_targets
+
         p = self.params
-        f, s, r = self.fast, self.slow, self.rsi
-        out = np.full(len(bars), np.nan)
-        if len(bars) <= p.slow:
-            return out
-        fp, sp = f[:-1], s[:-1]
-        fc, sc, rc = f[1:], s[1:], r[1:]
-        up = (fc > sc) & (fp <= sp) & (rc < p.rsi_upper)
-        down = (fc < sc) & (fp >= sp) & (rc > p.rsi_lower)
-        body = np.where(up, LONG, np.where(down, SHORT, np.nan))
-        out[1:] = body
-        out[: p.slow] = np.nan
-        return out
+        return cross_targets(self.fast, self.slow, self.rsi, p.slow, float(p.rsi_upper), float(p.rsi_lower))
