@@ -147,8 +147,19 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
         "last_bar": from_ms(int(bars.timestamp[-1])).isoformat(),
         "num_bars": len(bars),
         "sha256": data_sha256(bars),
+        "version": _version_of(store, dataset),
     }
     return bars, identity, notes
+
+
+def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
+    """Version number of the store file the candles came from (``None`` for the sample or unversioned files)."""
+    if dataset.origin != "store":
+        return None
+    from .datasets import current
+
+    meta = current(store, dataset.symbol, dataset.resampled_from or dataset.timeframe)
+    return meta.version if meta is not None else None
 
 
 def make_strategy(cfg: RuntimeConfig) -> Strategy:

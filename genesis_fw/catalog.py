@@ -78,6 +78,43 @@ MIGRATIONS: list[str] = [
         outputs        TEXT NOT NULL     -- JSON object: report / summary / trades / equity paths
     );
     """,
+    """
+    CREATE TABLE dataset_versions (
+        symbol        TEXT NOT NULL,
+        timeframe     TEXT NOT NULL,
+        version       INTEGER NOT NULL,  -- 1, 2, ... increments whenever the content changes
+        sha256        TEXT NOT NULL,     -- SHA-256 of the candles (see genesis_fw.datasets.content_sha256)
+        num_candles   INTEGER NOT NULL,
+        start_date    TEXT,              -- open time of the first / last candle, ISO 8601 UTC
+        end_date      TEXT,
+        gaps          INTEGER NOT NULL,  -- runs of missing candle times on the timeframe grid
+        source        TEXT NOT NULL,     -- 'bitfinex', 'resampled:1h', 'import:<file>', ...
+        created_at    TEXT NOT NULL,     -- ISO 8601 UTC
+        path          TEXT NOT NULL,     -- where this version's Parquet file is kept
+        pruned        INTEGER NOT NULL DEFAULT 0,  -- 1 once its file was removed by 'datasets prune'
+        PRIMARY KEY (symbol, timeframe, version)
+    );
+    ALTER TABLE datasets ADD COLUMN version INTEGER;
+    ALTER TABLE datasets ADD COLUMN sha256 TEXT;
+    """,
+    """
+    CREATE TABLE quality (
+        symbol        TEXT NOT NULL,
+        timeframe     TEXT NOT NULL,
+        checked_at    TEXT NOT NULL,     -- ISO 8601 UTC
+        num_candles   INTEGER NOT NULL,
+        quality_score REAL NOT NULL,     -- 0..1 (definition in docs/DATA_PIPELINE.md)
+        gaps          INTEGER,           -- runs of missing grid slots (NULL: check not run)
+        missing       INTEGER,           -- missing grid slots in total
+        duplicates    INTEGER,           -- rows repeating an earlier row's timestamp
+        ohlc          INTEGER,           -- rows with an OHLC violation or a non-finite value
+        outliers      INTEGER,           -- price spikes
+        zero_volume   INTEGER,           -- rows with volume 0
+        report_path   TEXT NOT NULL,     -- the .quality.json report
+        data_sha256   TEXT NOT NULL      -- SHA-256 of the Parquet file's bytes
+    );
+    CREATE INDEX quality_dataset ON quality (symbol, timeframe, checked_at);
+    """,
 ]
 
 _SQLITE_TO_ARROW = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}
@@ -165,13 +202,42 @@ class Catalog:
         now = utcnow()
         with self.connect(write=True) as con:
             con.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
+                "INSERT INTO datasets (symbol, timeframe, path, num_candles, first_ts, last_ts, source, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
                 "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
                 "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at",
                 (symbol, timeframe, str(path), num_candles, first_ts, last_ts, source, now),
             )
             self._log(con, "dataset.write", f"{symbol}_{timeframe}",
                       {"num_candles": num_candles, "source": source})
+
+    def record_version(self, row: dict[str, Any]) -> None:
+        """Insert a ``dataset_versions`` row, make it the current one in ``datasets``, log an event."""
+        with self.connect(write=True) as con:
+            self._insert(con, "dataset_versions", row)
+            con.execute(
+                "INSERT INTO datasets (symbol, timeframe, path, num_candles, first_ts, last_ts, source, updated_at, "
+                "version, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
+                "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
+                "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at, "
+                "version=excluded.version, sha256=excluded.sha256",
+                (row["symbol"], row["timeframe"], row["current_path"], row["num_candles"], row["start_date"],
+                 row["end_date"], row["source"], row["created_at"], row["version"], row["sha256"]),
+            )
+            self._log(con, "dataset.version", f"{row['symbol']}_{row['timeframe']}",
+                      {"version": row["version"], "num_candles": row["num_candles"], "source": row["source"]})
+
+    def mark_pruned(self, symbol: str, timeframe: str, version: int) -> None:
+        with self.connect(write=True) as con:
+            con.execute("UPDATE dataset_versions SET pruned = 1 WHERE symbol = ? AND timeframe = ? AND version = ?",
+                        (symbol, timeframe, version))
+            self._log(con, "dataset.pruned", f"{symbol}_{timeframe}", {"version": version})
+
+    @staticmethod
+    def _insert(con: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+        cols = [k for k in row if k != "current_path"]
+        con.execute(f'INSERT INTO {table} ({", ".join(cols)}) VALUES ({", ".join("?" for _ in cols)})',
+                    tuple(row[k] for k in cols))
 
     def record_run(self, row: dict[str, Any]) -> None:
         """Insert one ``runs`` row (keys = column names) and log a ``run.recorded`` event."""

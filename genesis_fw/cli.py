@@ -193,7 +193,8 @@ def import_cmd(ctx: click.Context, source: Path, symbol: str, timeframe: str) ->
     from . import ingest
 
     result = ingest.import_file(_store(ctx), source, symbol, timeframe)
-    click.echo(f"Imported {result.num_candles} candles of {symbol} {timeframe} into {result.path}")
+    what = f"version {result.version}" if result.new_version else f"unchanged, still version {result.version}"
+    click.echo(f"Imported {result.num_candles} candles of {symbol} {timeframe} into {result.path} ({what})")
 
 
 @cli.command()
@@ -211,7 +212,8 @@ def resample(ctx: click.Context, symbol: str, source_tf: str | None, target_tf: 
     from . import ingest
 
     result = ingest.resample_into_store(_store(ctx), symbol, target_tf, source_tf)
-    click.echo(f"Wrote {result.num_candles} candles of {symbol} {target_tf} to {result.path}")
+    what = f"version {result.version}" if result.new_version else f"unchanged, still version {result.version}"
+    click.echo(f"Wrote {result.num_candles} candles of {symbol} {target_tf} to {result.path} ({what})")
 
 
 _SUMMARY = [
@@ -283,6 +285,178 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
         if key in result.metrics:
             click.echo(f"  {label:<14} {_fmt(result.metrics[key], kind):>14}")
     click.echo(f"Run {result.run_id}; wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command()
+@click.option("--symbol", "symbols", help="Comma-separated symbols, e.g. tBTCUSD,tETHUSD.")
+@click.option("--timeframe", "timeframes", help="Comma-separated timeframes, e.g. 1m,5m,1h (4h is resampled from 1h).")
+@click.option("--start", help="Start, UTC date or ISO time (inclusive).")
+@click.option("--end", help="End, UTC date or ISO time (exclusive). Default: now.")
+@click.option("--preset", help="A named collection instead of --symbol/--timeframe/--start/--end (phase3).")
+@click.option("--base-url", help="Exchange REST base URL (default from config or $GENESIS_BITFINEX_URL).")
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Most requests per rolling minute (default 10).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file (its 'exchange' section).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.pass_context
+def fetch(ctx: click.Context, symbols, timeframes, start, end, preset, base_url, rate_limit, config_file,
+          quiet: bool) -> None:
+    """Fetch candles from Bitfinex into the store: resumable, incremental, versioned.
+
+    Only what the store lacks is requested; an interrupted fetch resumes where it stopped.
+
+    \b
+    Examples:
+      genesis-fw fetch --symbol tBTCUSD,tETHUSD --timeframe 1m,5m,1h --start 2024-04-01 --end 2024-10-01
+      genesis-fw fetch --preset phase3
+      genesis-fw fetch --symbol tBTCUSD --timeframe 1h --start 2024-01-01 --base-url http://127.0.0.1:8080
+    """
+    import os
+    from datetime import UTC, datetime
+
+    from . import fetch as fetch_mod
+    from .config import RuntimeConfig
+    from .timeframes import parse_time
+
+    values: dict[str, str] = {}
+    env_vars = (("exchange.base_url", "GENESIS_BITFINEX_URL"), ("exchange.rate_limit", "GENESIS_BITFINEX_RATE_LIMIT"))
+    for key, env in env_vars:
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    if base_url:
+        values["exchange.base_url"] = base_url
+    if rate_limit:
+        values["exchange.rate_limit"] = str(rate_limit)
+    cfg = RuntimeConfig.load(config_file, values)
+    if preset:
+        if symbols or timeframes or start or end:
+            raise UsageError("--preset replaces --symbol/--timeframe/--start/--end; give one or the other")
+        datasets, start_dt, end_dt = fetch_mod.preset_range(preset)
+    else:
+        if not (symbols and timeframes and start):
+            raise UsageError("give --symbol, --timeframe and --start (or --preset NAME)")
+        tfs = [t.strip() for t in timeframes.split(",") if t.strip()]
+        datasets = {s.strip(): tfs for s in symbols.split(",") if s.strip()}
+        start_dt = parse_time(start, what="start")
+        end_dt = parse_time(end, what="end") or datetime.now(UTC).replace(second=0, microsecond=0)
+    store = _store(ctx)
+
+    def report(res) -> None:
+        what = f"version {res.version}" if res.new_version else f"unchanged (version {res.version})"
+        how = f"{res.candles_fetched:,} new candles, {res.requests} requests, {res.retries} retries" \
+            if res.source == "bitfinex" else f"from {res.source}"
+        click.echo(f"{res.symbol} {res.timeframe}: {res.num_candles:,} candles, {what}; {how}")
+
+    fetch_mod.run(store, datasets, start_dt, end_dt, exchange=cfg.exchange, progress=not quiet, on_result=report)
+
+
+@cli.group()
+def datasets() -> None:
+    """List dataset versions and prune old ones.
+
+    \b
+    Examples:
+      genesis-fw datasets list
+      genesis-fw datasets prune --keep 2
+    """
+
+
+@datasets.command("list")
+@click.option("--symbol", help="Only this symbol.")
+@click.option("--timeframe", help="Only this timeframe.")
+@click.pass_context
+def datasets_list(ctx: click.Context, symbol: str | None, timeframe: str | None) -> None:
+    """Show every dataset's versions (current marked with *).
+
+    \b
+    Example:
+      genesis-fw datasets list --symbol tBTCUSD
+    """
+    from . import datasets as ds
+
+    store = _store(ctx)
+    found = [d for d in store.datasets() if (not symbol or d.symbol == symbol) and
+             (not timeframe or d.timeframe == timeframe)]
+    if not found:
+        click.echo("(no datasets in the store)")
+    for d in found:
+        cur = ds.current(store, d.symbol, d.timeframe)
+        for v in ds.versions(store, d.symbol, d.timeframe) or ([cur] if cur else []):
+            kept = ds.version_path(store, d.symbol, d.timeframe, v.version).is_file()
+            mark = "*" if cur and v.version == cur.version else " "
+            q = "n/a" if v.quality_score is None else f"{v.quality_score:.4f}"
+            click.echo(f"{mark} {v.symbol} {v.timeframe} v{v.version}  {v.num_candles:>9,} candles  "
+                       f"{(v.start_date or '')[:16]} .. {(v.end_date or '')[:16]}  gaps {v.gaps}  quality {q}  "
+                       f"{v.source}  sha256 {v.sha256[:12]}{'' if kept else '  (pruned)'}")
+
+
+@datasets.command("prune")
+@click.option("--keep", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Versions to keep per dataset (the current one is always kept).")
+@click.option("--symbol", help="Only this symbol.")
+@click.option("--timeframe", help="Only this timeframe.")
+@click.pass_context
+def datasets_prune(ctx: click.Context, keep: int, symbol: str | None, timeframe: str | None) -> None:
+    """Remove the files of old dataset versions (their metadata stays).
+
+    \b
+    Example:
+      genesis-fw datasets prune --keep 2 --symbol tBTCUSD
+    """
+    from . import datasets as ds
+
+    removed = ds.prune(_store(ctx), keep=keep, symbol=symbol, timeframe=timeframe)
+    for sym, tf, num in removed:
+        click.echo(f"removed {sym} {tf} v{num}")
+    click.echo(f"{len(removed)} version file(s) removed")
+
+
+@cli.command()
+@click.option("--symbol", required=True, help="Symbol to check, e.g. tBTCUSD.")
+@click.option("--timeframe", required=True, help="Timeframe of the stored file, e.g. 1m.")
+@click.option("--min-quality", type=click.FloatRange(0, 1), default=None,
+              help="Exit 1 when the quality score is below this (0..1).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the .quality.json/.md reports go. Default: <data_dir>/metadata.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print: a summary or the whole JSON report.")
+@click.pass_context
+def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float | None, report_dir: Path | None,
+             fmt: str) -> None:
+    """Check a stored candle file: gaps, duplicates, grid, order, OHLC, spikes, zero volume.
+
+    Writes {symbol}_{timeframe}.quality.json and .quality.md, records the score in the catalog's
+    `quality` table and prints a summary. Uses the bundled sample when the store lacks the dataset.
+    Timeframes the store only resamples on the fly are refused: validate the stored file.
+    Checks and the quality score are defined in docs/DATA_PIPELINE.md.
+
+    \b
+    Examples:
+      genesis-fw validate --symbol tBTCUSD --timeframe 1m
+      genesis-fw validate --symbol tBTCUSD --timeframe 1m --min-quality 0.99 --format json
+    """
+    from . import validate as checks
+    from .errors import DataError
+
+    store = _store(ctx)
+    dataset, notes = checks.locate(store, symbol, timeframe)
+    for note in notes:
+        _note(f"Note: {note}")
+    report = checks.validate(dataset.path, symbol, timeframe)
+    json_path, md_path = checks.save(report, report_dir if report_dir is not None else store.metadata_dir)
+    checks.record(store.catalog_path, report, json_path)
+    if dataset.origin == "store":
+        from . import datasets as ds
+
+        ds.update_quality(store, symbol, timeframe, report.quality_score, report.counts["gaps"])
+    if fmt == "json":
+        click.echo(report.to_json(), nl=False)
+    else:
+        click.echo(report.summary())
+        click.echo(f"Wrote {json_path} and {md_path}")
+    if min_quality is not None and report.quality_score < min_quality:
+        raise DataError(f"{symbol} {timeframe} quality score {report.quality_score:.6f} is below "
+                               f"--min-quality {min_quality:g} (report: {md_path})")
 
 
 def main() -> None:

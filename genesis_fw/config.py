@@ -166,6 +166,21 @@ class StrategyConfig:
 
 
 @attrs.frozen
+class ExchangeConfig:
+    """Where and how fast candles are fetched. Environment: ``GENESIS_BITFINEX_URL``,
+    ``GENESIS_BITFINEX_RATE_LIMIT`` (between the config file and command-line flags)."""
+
+    #: Base URL of the Bitfinex public REST API (or a mirror / local server).
+    base_url: str = "https://api-pub.bitfinex.com"
+    #: Most requests in any rolling 60 s window (the public API allows about 10-90 per minute).
+    rate_limit: int = attrs.field(default=10, validator=_in_range(1, 10_000))
+    #: Attempts per request before giving up on a retryable failure (429, 5xx, timeout, bad body).
+    max_attempts: int = attrs.field(default=8, validator=_in_range(1, 100))
+    #: Timeout of one HTTP request, in seconds.
+    timeout_s: float = attrs.field(default=30.0, validator=_in_range(0, lo_open=True))
+
+
+@attrs.frozen
 class RuntimeConfig:
     """Everything a run needs. Units: fractions are 0..1 (0.002 = 0.2 %), slippage is basis points,
     cash is in the quote currency (USD for tBTCUSD), times are UTC."""
@@ -193,6 +208,7 @@ class RuntimeConfig:
     take_profit: float | None = attrs.field(default=None, validator=_in_range(0, lo_open=True))
     #: Where the HTML report goes (JSON and CSV files are written next to it); ``None`` = results/.
     output: str | None = None
+    exchange: ExchangeConfig = attrs.field(factory=ExchangeConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.size > self.max_leverage:

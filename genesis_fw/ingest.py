@@ -1,6 +1,6 @@
 """Putting candles into the store: importing files and storing resampled datasets.
 
-Every write goes through :meth:`CandleStore.write` (atomic) and is recorded in the catalog.
+Every write goes through :func:`genesis_fw.datasets.publish`: atomic, versioned, recorded in the catalog.
 """
 
 from __future__ import annotations
@@ -10,27 +10,24 @@ from pathlib import Path
 import attrs
 import pyarrow as pa
 
-from .catalog import Catalog
 from .errors import DataError
 from .store import CandleStore, Dataset, conform, read
-from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms
+from .timeframes import check_symbol, check_timeframe, is_finer, timeframe_ms
 
 
 @attrs.frozen
 class WriteResult:
     path: Path
     num_candles: int
+    version: int
+    new_version: bool
 
 
-def _record(store: CandleStore, symbol: str, timeframe: str, path: Path, table: pa.Table, source: str) -> WriteResult:
-    ts = table.column("timestamp").cast(pa.int64())
-    first = from_ms(ts[0].as_py()).isoformat() if table.num_rows else None
-    last = from_ms(ts[-1].as_py()).isoformat() if table.num_rows else None
-    Catalog(store.catalog_path).record_dataset(
-        symbol=symbol, timeframe=timeframe, path=path, num_candles=table.num_rows,
-        first_ts=first, last_ts=last, source=source,
-    )
-    return WriteResult(path, table.num_rows)
+def _publish(store: CandleStore, symbol: str, timeframe: str, table: pa.Table, source: str) -> WriteResult:
+    from .datasets import publish
+
+    meta, new = publish(store, symbol, timeframe, table, source=source)
+    return WriteResult(store.path(symbol, timeframe), meta.num_candles, meta.version, new)
 
 
 def read_candle_file(source: Path) -> pa.Table:
@@ -56,8 +53,7 @@ def import_file(store: CandleStore, source: Path, symbol: str, timeframe: str) -
     check_symbol(symbol)
     check_timeframe(timeframe)
     table = read_candle_file(Path(source))
-    path = store.write(symbol, timeframe, table)
-    return _record(store, symbol, timeframe, path, table, f"import:{Path(source).name}")
+    return _publish(store, symbol, timeframe, table, f"import:{Path(source).name}")
 
 
 def resample_into_store(store: CandleStore, symbol: str, target_tf: str, source_tf: str | None = None) -> WriteResult:
@@ -80,6 +76,4 @@ def resample_into_store(store: CandleStore, symbol: str, target_tf: str, source_
         raise DataError(f"the store has no {symbol} {source_tf} candles; list datasets with: "
                         "genesis-fw sql \"SELECT * FROM datasets\"")
     dataset = Dataset(symbol, target_tf, store.path(symbol, source_tf), resampled_from=source_tf)
-    table = read(dataset)
-    path = store.write(symbol, target_tf, table)
-    return _record(store, symbol, target_tf, path, table, f"resampled:{source_tf}")
+    return _publish(store, symbol, target_tf, read(dataset), f"resampled:{source_tf}")

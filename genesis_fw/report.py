@@ -432,7 +432,8 @@ def _config_rows(result: Any) -> list[tuple[str, str]]:
         "end": ("Requested end (exclusive)", lambda v: format_value(v) if v is not None else "after last candle"),
     }
     rows = [(label, fmt(cfg[key])) for key, (label, fmt) in known.items() if key in cfg]
-    skip = set(known) | {"strategy", "output", "symbol", "timeframe"}
+    # The exchange section is how candles were fetched, not a backtest parameter.
+    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange"}
     rows += [(_label(key), format_value(value)) for key, value in cfg.items() if key not in skip]
     rows.append(("Engine path", format_value(result.path)))
     return rows

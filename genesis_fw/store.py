@@ -342,6 +342,9 @@ def resample(source: Path, timeframe: str, start: datetime | None = None, end: d
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # One thread: parallel partial sums add the volumes in a varying order, and the last bit of a
+        # float sum then changes from run to run -- which would change the dataset's SHA-256.
+        con.execute("SET threads = 1")
         table = sqlfiles.to_arrow(con, sqlfiles.load("resample"), params)
     except duckdb.Error as exc:
         raise DataError(f"cannot resample {source} to {timeframe}: {exc}") from None

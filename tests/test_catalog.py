@@ -24,6 +24,7 @@ from genesis_fw.errors import CatalogError
 DATASETS_SCHEMA = pa.schema([
     ("symbol", pa.string()), ("timeframe", pa.string()), ("path", pa.string()), ("num_candles", pa.int64()),
     ("first_ts", pa.string()), ("last_ts", pa.string()), ("source", pa.string()), ("updated_at", pa.string()),
+    ("version", pa.int64()), ("sha256", pa.string()),
 ])
 EVENTS_SCHEMA = pa.schema([
     ("id", pa.int64()), ("at", pa.string()), ("kind", pa.string()), ("subject", pa.string()), ("detail", pa.string()),
@@ -440,7 +441,8 @@ def test_concurrent_processes_write_and_read_the_catalog(btc_store: Path, tmp_pa
             assert by_key[(f"tW{w}", f"k{j:03d}")][:2] == (j, f"writer{w}")
 
     assert len(events) == expected_events
-    assert {e[1] for e in events} == {"dataset.write"}
+    # Library writers log dataset.write; the CLI's import/resample publish versions (dataset.version).
+    assert {e[1] for e in events} == {"dataset.write", "dataset.version"}
     subjects = Counter(e[2] for e in events)
     assert all(subjects[f"tW{w}_k{j:03d}"] == 1 for w in range(WRITERS) for j in range(KEYS_PER_WRITER))
     assert subjects["tSHARED_1m"] == WRITERS * shared_writes

@@ -1,0 +1,68 @@
+"""Fetch efficiency against the local test exchange (tests/bitfinex_server.py) on a full year of 1m candles.
+
+Prints requests per candle, how full the pages are, and how much of the allowed request rate the
+client used: the busiest rolling 60 s window as a fraction of the limit (target >= 95 %), and the
+idle time the client left on the table (time a request could have been sent under the limit but was
+not, beyond the server's own response time).
+
+    python benchmarks/bench_fetch.py [--data PATH] [--rate-limit 30] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "bitfinex" / "tBTCUSD_1m_2019.parquet"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--rate-limit", type=int, default=30, help="client limit, requests per rolling minute")
+    ap.add_argument("--latency", type=float, default=0.05, help="server response delay, seconds")
+    args = ap.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"no data at {args.data}")
+
+    from bitfinex_server import BitfinexServer
+
+    from genesis_fw import fetch
+    from genesis_fw.config import ExchangeConfig
+    from genesis_fw.store import CandleStore
+
+    start, end = datetime(2019, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp, BitfinexServer({"tBTCUSD": args.data}, latency_s=args.latency) as srv:
+        srv.candles("tBTCUSD", "1m")  # load the source before timing
+        store = CandleStore.open(tmp)
+        t0 = time.monotonic()
+        (result,) = fetch.run(store, {"tBTCUSD": ["1m"]}, start, end,
+                              exchange=ExchangeConfig(base_url=srv.url, rate_limit=args.rate_limit))
+        wall = time.monotonic() - t0
+        times = sorted(e.t for e in srv.log)
+    n, limit = len(times), args.rate_limit
+    busiest = max(sum(1 for u in times if t <= u < t + 60.0) for t in times)
+    # Request k (k >= limit) may go out at t[k - limit] + 60 at the earliest; anything later than that and
+    # later than the previous response (latency) is idle time the limiter did not need.
+    idle = 0.0
+    for k in range(limit, n):
+        allowed = max(times[k - limit] + 60.0, times[k - 1] + args.latency)
+        idle += max(0.0, times[k] - allowed)
+    full_pages = result.candles_fetched / 10_000
+    print(f"fetched {result.candles_fetched:,} candles in {result.requests} requests ({n} HTTP requests incl. "
+          f"retries) in {wall:.1f} s; limit {limit}/min, server latency {args.latency * 1000:.0f} ms")
+    print(f"requests per candle: {n / result.candles_fetched:.6f}  (floor with full pages: "
+          f"{1 / 10_000:.6f}; {full_pages:.1f} pages' worth of candles)")
+    print(f"busiest rolling 60 s window: {busiest} requests = {busiest / limit:.0%} of the limit  [target >= 95 %, "
+          f"never above 100 %]")
+    print(f"idle time beyond what the limit needs: {idle:.2f} s over {max(0, n - limit)} rate-limited requests")
+
+
+if __name__ == "__main__":
+    main()

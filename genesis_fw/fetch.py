@@ -1,0 +1,346 @@
+"""Fetching candles from the exchange into the store: resumable, incremental, versioned.
+
+For each requested symbol and timeframe:
+
+1. **What is missing**: the requested range ``[start, end)`` minus what the store already holds
+   (only the parts before its first and after its last candle are asked for) minus what an
+   interrupted earlier fetch already staged.
+2. **Paging**: :meth:`BitfinexClient.page` from the cursor to the range end, ``limit=10000``,
+   ascending; the next page starts 1 ms after the last candle received; an empty page ends the
+   range. Every page is validated by the client before it is returned.
+3. **Checkpoint per page**: the page is written to
+   ``<data_dir>/metadata/staging/{symbol}_{timeframe}/part-*.parquet`` and the covered interval
+   to ``checkpoint.json`` there, each atomically. A fetch interrupted anywhere (Ctrl-C, ``kill -9``,
+   retries exhausted) resumes from there without downloading finished pages again.
+4. **Publish**: once every range is complete, store + staged candles become a new dataset version
+   (:func:`genesis_fw.datasets.publish`) and the staging folder is removed. Nothing partial reaches
+   the store.
+
+Timeframes the exchange does not serve (``4h``) are fetched at the coarsest native timeframe that
+divides them (``1h``), stored as that dataset too, and resampled with ``sql/resample.sql``; the
+metadata's ``source`` says ``resampled:1h``.
+
+Every dataset run and every retried or failed request is a line of
+``<data_dir>/metadata/fetch_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._util import atomic_path, write_text_atomic
+from .config import ExchangeConfig
+from .errors import DataError, ExchangeError
+from .store import CandleStore, Dataset, conform, read
+from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms, to_ms
+
+#: ``genesis-fw fetch --preset NAME``: symbols -> timeframes, and how many months back from now.
+PRESETS: dict[str, dict[str, Any]] = {
+    "phase3": {
+        "datasets": {"tBTCUSD": ["1m", "5m", "15m", "1h", "4h"], "tETHUSD": ["1m", "5m", "1h"]},
+        "months": 6,
+    },
+}
+
+
+@attrs.frozen
+class FetchResult:
+    """What one dataset's fetch did."""
+
+    symbol: str
+    timeframe: str
+    source: str
+    candles_fetched: int
+    requests: int
+    retries: int
+    version: int | None
+    new_version: bool
+    num_candles: int
+    duration_s: float
+
+
+def preset_range(name: str, now: datetime | None = None) -> tuple[dict[str, list[str]], datetime, datetime]:
+    """Datasets and ``[start, end)`` of preset ``name``: the last N months up to the current minute (UTC)."""
+    if name not in PRESETS:
+        from ._util import choices_text, did_you_mean
+
+        raise DataError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; known: {choices_text(PRESETS)}")
+    preset = PRESETS[name]
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    months = preset["months"]
+    year, month = divmod(now.month - 1 - months, 12)
+    start = now.replace(year=now.year + year, month=month + 1, day=min(now.day, 28))
+    return preset["datasets"], start, now
+
+
+def native_source(timeframe: str) -> str:
+    """The exchange timeframe to fetch for ``timeframe``: itself if native, else the coarsest native divisor."""
+    from .exchange import NATIVE_TIMEFRAMES
+
+    if timeframe in NATIVE_TIMEFRAMES:
+        return timeframe
+    finer = [tf for tf in NATIVE_TIMEFRAMES if is_finer(tf, timeframe)]
+    if not finer:
+        raise DataError(f"no exchange timeframe can be resampled to {timeframe}")
+    return max(finer, key=timeframe_ms)
+
+
+def _subtract(ranges: list[tuple[int, int]], cut: tuple[int, int]) -> list[tuple[int, int]]:
+    lo, hi = cut
+    out = []
+    for a, b in ranges:
+        if hi <= a or lo >= b:
+            out.append((a, b))
+            continue
+        if a < lo:
+            out.append((a, lo))
+        if hi < b:
+            out.append((hi, b))
+    return out
+
+
+class _Staging:
+    """Pages of an unfinished fetch of one dataset, and the intervals they cover (ms, half-open)."""
+
+    def __init__(self, store: CandleStore, symbol: str, timeframe: str) -> None:
+        self.dir = store.metadata_dir / "staging" / f"{symbol}_{timeframe}"
+        self.checkpoint = self.dir / "checkpoint.json"
+        self.covered: list[tuple[int, int]] = []
+        if self.checkpoint.is_file():
+            try:
+                data = json.loads(self.checkpoint.read_text(encoding="utf-8"))
+                self.covered = [(int(a), int(b)) for a, b in data["covered"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                self.covered = []  # an unreadable checkpoint only costs a re-download
+
+    def add(self, page: pa.Table, lo: int, hi: int) -> None:
+        """Keep ``page`` (the candles in ``[lo, hi)``) and record the interval as covered."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if page.num_rows:
+            with atomic_path(self.dir / f"part-{lo:013d}-{hi:013d}.parquet") as tmp:
+                pq.write_table(page, tmp)
+        self.covered.append((lo, hi))
+        write_text_atomic(self.checkpoint, json.dumps({"covered": sorted(self.covered)}) + "\n")
+
+    def candles(self) -> pa.Table:
+        parts = sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
+        tables = [conform(pq.read_table(p), where=str(p)) for p in parts]
+        return pa.concat_tables(tables) if tables else _empty()
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _empty() -> pa.Table:
+    from .store import SCHEMA
+
+    return SCHEMA.empty_table()
+
+
+def _merge(*tables: pa.Table) -> pa.Table:
+    """Union of candle tables, sorted, one row per timestamp (the later table wins)."""
+    table = pa.concat_tables([t for t in tables if t.num_rows] or [_empty()])
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    # last occurrence of each timestamp, in time order
+    order = np.argsort(ts, kind="stable")
+    ts_sorted = ts[order]
+    keep = np.r_[ts_sorted[1:] != ts_sorted[:-1], True] if ts.size else np.zeros(0, bool)
+    return conform(table.take(pa.array(order[keep])), where="merged candles")
+
+
+class FetchLog:
+    """Appends JSON lines to ``<data_dir>/metadata/fetch_log.jsonl``."""
+
+    def __init__(self, store: CandleStore) -> None:
+        self.path = store.metadata_dir / "fetch_log.jsonl"
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **record}, sort_keys=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+class _Progress:
+    """tqdm bar on a terminal; otherwise one plain log line per page."""
+
+    def __init__(self, label: str, total_slots: int, enabled: bool) -> None:
+        self.label = label
+        self.tty = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_slots, unit="slot", desc=label, file=sys.stderr, leave=False,
+                            dynamic_ncols=True)
+
+    def page(self, slots: int, candles: int, requests: int, upto_ms: int) -> None:
+        if self.bar is not None:
+            self.bar.update(slots)
+            self.bar.set_postfix(candles=candles, requests=requests, refresh=False)
+        elif self.enabled:
+            print(f"{self.label}: {candles} candles, {requests} requests, up to "
+                  f"{from_ms(upto_ms).isoformat()[:16]}Z", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, start_ms: int, end_ms: int, *,
+                  log: FetchLog, progress: bool = False, counters: dict[str, int] | None = None) -> FetchResult:
+    """Fetch what is missing of ``symbol``/``timeframe`` (a native timeframe) in ``[start_ms, end_ms)``."""
+    from .datasets import publish
+
+    t0 = time.monotonic()
+    width = timeframe_ms(timeframe)
+    counters = counters if counters is not None else {"retries": 0}
+    retries_before = counters.get("retries", 0)
+    existing = read(Dataset(symbol, timeframe, store.path(symbol, timeframe))) if store.has(symbol, timeframe) \
+        else _empty()
+    missing = [(start_ms, end_ms)]
+    if existing.num_rows:
+        ts = existing.column("timestamp").cast(pa.int64())
+        missing = _subtract(missing, (ts[0].as_py(), ts[-1].as_py() + max(width, 1)))
+    staging = _Staging(store, symbol, timeframe)
+    for cut in staging.covered:
+        missing = _subtract(missing, cut)
+    label = f"{symbol} {timeframe}"
+    slots = sum((b - a) // max(width, 60_000) for a, b in missing)
+    bar = _Progress(label, slots, progress)
+    fetched = requests = 0
+    record = {"event": "fetch", "symbol": symbol, "timeframe": timeframe,
+              "range": [from_ms(start_ms).isoformat(), from_ms(end_ms).isoformat()]}
+    try:
+        for lo, hi in missing:
+            cursor = lo
+            while cursor < hi:
+                page = client.page(symbol, timeframe, cursor, hi)
+                requests += 1
+                if page.num_rows == 0:
+                    staging.add(page, cursor, hi)
+                    bar.page((hi - cursor) // max(width, 60_000), fetched, requests, hi)
+                    break
+                last = page.column("timestamp")[-1].value
+                nxt = last + 1
+                if width and last + width >= hi:
+                    nxt = hi  # no grid time is left in [last + 1, hi): the range is complete
+                staging.add(page, cursor, nxt)
+                fetched += page.num_rows
+                bar.page((nxt - cursor) // max(width, 60_000), fetched, requests, nxt)
+                cursor = nxt
+    except (ExchangeError, KeyboardInterrupt) as exc:
+        bar.close()
+        staged = staging.candles()
+        upto = from_ms(staged.column("timestamp")[-1].value).isoformat() if staged.num_rows else None
+        log.write({**record, "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                   "requests": requests, "candles": fetched, "retries": counters.get("retries", 0) - retries_before,
+                   "error": str(exc), "duration_s": round(time.monotonic() - t0, 3)})
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        kept = (f"{staged.num_rows} candles up to {upto} are kept in {staging.dir}" if staged.num_rows
+                else "nothing was kept")
+        raise ExchangeError(f"{label}: {exc}; {kept}, not yet in the store; run the same command again to resume") \
+            from None
+    bar.close()
+    staged = staging.candles()
+    if existing.num_rows == 0 and staged.num_rows == 0:
+        staging.clear()
+        log.write({**record, "status": "empty", "requests": requests, "candles": 0,
+                   "retries": counters.get("retries", 0) - retries_before,
+                   "duration_s": round(time.monotonic() - t0, 3)})
+        raise DataError(f"the exchange returned no {label} candles in [{from_ms(start_ms).isoformat()}, "
+                        f"{from_ms(end_ms).isoformat()}): unknown symbol, or no trades in that range")
+    meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
+    staging.clear()
+    result = FetchResult(symbol, timeframe, "bitfinex", fetched, requests, counters.get("retries", 0) - retries_before,
+                         meta.version, new, meta.num_candles, time.monotonic() - t0)
+    log.write({**record, "status": "ok", "requests": requests, "candles": fetched, "retries": result.retries,
+               "version": meta.version, "duration_s": round(result.duration_s, 3)})
+    return result
+
+
+def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end: datetime, *,
+        exchange: ExchangeConfig | None = None, transport: Any = None, progress: bool = False,
+        on_result: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
+    """Fetch every ``symbol -> [timeframes]`` in ``[start, end)`` with one rate-limited client."""
+    from .exchange import BitfinexClient, RetryPolicy
+
+    if start >= end:
+        raise DataError(f"start {start.isoformat()} is not before end {end.isoformat()}")
+    plan: list[tuple[str, str, str]] = []
+    for symbol, timeframes in datasets.items():
+        check_symbol(symbol)
+        for tf in timeframes:
+            check_timeframe(tf)
+            plan.append((symbol, tf, native_source(tf)))
+    _check_writable(store)
+    exchange = exchange or ExchangeConfig()
+    log = FetchLog(store)
+    counters = {"retries": 0}
+
+    def on_event(event: dict) -> None:
+        counters["retries"] += event.get("event") == "retry"
+        log.write({"symbol": current[0], "timeframe": current[1], **event})
+
+    current = ["", ""]
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    results: list[FetchResult] = []
+    done: dict[tuple[str, str], FetchResult] = {}
+    with BitfinexClient(exchange.base_url, rate_limit=exchange.rate_limit,
+                        retry=RetryPolicy(max_attempts=exchange.max_attempts), timeout_s=exchange.timeout_s,
+                        transport=transport, on_event=on_event) as client:
+        for symbol, tf, source_tf in sorted(plan, key=lambda p: (p[0], timeframe_ms(p[2]), p[1] != p[2])):
+            if (symbol, source_tf) not in done:
+                current[:] = [symbol, source_tf]
+                res = fetch_dataset(client, store, symbol, source_tf, start_ms, end_ms, log=log,
+                                    progress=progress, counters=counters)
+                done[(symbol, source_tf)] = res
+                if source_tf == tf or (symbol, source_tf) in {(s, t) for s, t, _ in plan}:
+                    results.append(res)
+                    if on_result:
+                        on_result(res)
+            if source_tf != tf:
+                results.append(res := _resample(store, symbol, tf, source_tf, log))
+                if on_result:
+                    on_result(res)
+    return results
+
+
+def _resample(store: CandleStore, symbol: str, timeframe: str, source_tf: str, log: FetchLog) -> FetchResult:
+    from .datasets import publish
+    from .store import resample
+
+    t0 = time.monotonic()
+    table = resample(store.path(symbol, source_tf), timeframe)
+    meta, new = publish(store, symbol, timeframe, table, source=f"resampled:{source_tf}")
+    res = FetchResult(symbol, timeframe, f"resampled:{source_tf}", 0, 0, 0, meta.version, new, meta.num_candles,
+                      time.monotonic() - t0)
+    log.write({"event": "resample", "symbol": symbol, "timeframe": timeframe, "source": source_tf,
+               "candles": meta.num_candles, "version": meta.version, "duration_s": round(res.duration_s, 3)})
+    return res
+
+
+def _check_writable(store: CandleStore) -> None:
+    """Fail early, in one line, when the data directory cannot be written."""
+    probe = store.metadata_dir / f".write-test-{time.monotonic_ns()}"
+    try:
+        store.metadata_dir.mkdir(parents=True, exist_ok=True)
+        store.candles_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise DataError(f"the data directory {store.root} is not writable: {exc.strerror or exc}") from None

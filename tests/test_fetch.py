@@ -1,0 +1,240 @@
+"""genesis-fw fetch against a real local HTTP server that speaks Bitfinex's wire format and misbehaves.
+
+The fetched store must equal the server's source candles exactly under every fault, resume after an
+interruption (including kill -9) without downloading finished pages again, and ask only for what is
+missing on a later run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from bitfinex_server import BitfinexServer
+from conftest import run_cli
+
+from genesis_fw import fetch
+from genesis_fw.config import ExchangeConfig
+from genesis_fw.datasets import current
+from genesis_fw.errors import DataError, ExchangeError
+from genesis_fw.store import CandleStore, Dataset, read, resample
+from genesis_fw.timeframes import to_ms
+
+START = datetime(2019, 4, 1, tzinfo=UTC)
+MID = datetime(2019, 5, 1, tzinfo=UTC)
+END = datetime(2019, 6, 1, tzinfo=UTC)
+
+
+def fast_exchange(server: BitfinexServer, **kw) -> ExchangeConfig:
+    return ExchangeConfig(base_url=server.url, rate_limit=6000, max_attempts=kw.pop("max_attempts", 8),
+                          timeout_s=kw.pop("timeout_s", 0.5))
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    """Real retries with real sleeps, but backoff capped at 50 ms so the suite stays quick."""
+    from genesis_fw import exchange
+
+    original = exchange.RetryPolicy
+
+    def policy(max_attempts: int = 8, base_delay_s: float = 0.01, max_delay_s: float = 0.05):
+        return original(max_attempts=max_attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
+
+    monkeypatch.setattr(exchange, "RetryPolicy", policy)
+
+
+def expected(server: BitfinexServer, symbol: str, tf: str, start: datetime, end: datetime) -> np.ndarray:
+    mts, values = server.candles(symbol, tf)
+    keep = (mts >= to_ms(start)) & (mts < to_ms(end))
+    # wire order OPEN, CLOSE, HIGH, LOW, VOLUME -> store order OPEN, HIGH, LOW, CLOSE, VOLUME
+    v = values[keep]
+    return np.column_stack([mts[keep].astype(float), v[:, 0], v[:, 2], v[:, 3], v[:, 1], v[:, 4]])
+
+
+def stored(store: CandleStore, symbol: str, tf: str) -> np.ndarray:
+    t = read(Dataset(symbol, tf, store.path(symbol, tf)))
+    return np.column_stack([t.column("timestamp").cast("int64").to_numpy().astype(float)] +
+                           [t.column(c).to_numpy() for c in ("open", "high", "low", "close", "volume")])
+
+
+def requested_starts(server: BitfinexServer) -> list[int]:
+    from urllib.parse import parse_qs
+
+    return [int(parse_qs(e.query)["start"][0]) for e in server.log if e.status == 200]
+
+
+def test_fetch_equals_the_source_and_records_a_version(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        results = fetch.run(store, {"tBTCUSD": ["1m"], "tETHUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+        assert np.array_equal(stored(store, "tETHUSD", "1m"), expected(server, "tETHUSD", "1m", START, END))
+        n_btc = expected(server, "tBTCUSD", "1m", START, END).shape[0]
+        # pages are full: ceil(n / 10000) pages, plus at most one request that finds the range empty
+        pages = [r for r in results if r.symbol == "tBTCUSD"][0].requests
+        assert -(-n_btc // 10_000) <= pages <= -(-n_btc // 10_000) + 1
+    meta = current(store, "tBTCUSD", "1m")
+    assert meta.version == 1 and meta.source == "bitfinex" and meta.num_candles == n_btc
+    assert not (data_dir / "metadata" / "staging" / "tBTCUSD_1m").exists()
+    log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    runs = [r for r in log if r.get("event") == "fetch"]
+    assert {(r["symbol"], r["status"]) for r in runs} == {("tBTCUSD", "ok"), ("tETHUSD", "ok")}
+    assert all({"time", "range", "requests", "candles", "retries", "duration_s"} <= set(r) for r in runs)
+
+
+@pytest.mark.parametrize("faults", [
+    ("429", "11010", "503"),
+    ("timeout", "reset", "disconnect"),
+    ("truncated", "html", "bad_rows", "partial"),
+    ("unsorted", "duplicate", "out_of_range", "overfull", "string_rows", "partial"),
+])
+def test_every_fault_still_gives_exactly_the_source(data_dir, faults):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer(timeout_sleep_s=1.0) as server:
+        script = []
+        for fault in faults:
+            script += [None, fault]
+        server.inject(*script)
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert server.pending_faults == 0, "every injected fault was served"
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+    log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    retries = [r for r in log if r.get("event") == "retry"]
+    assert len(retries) >= len([f for f in faults if f != "partial"])
+    assert all(r["symbol"] == "tBTCUSD" and r["timeframe"] == "1m" for r in retries)
+
+
+def test_incremental_run_asks_only_for_what_is_missing(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        fetch.run(store, {"tBTCUSD": ["1m"]}, MID, END, exchange=fast_exchange(server))
+        first_last = stored(store, "tBTCUSD", "1m")[-1, 0]
+        server.log.clear()
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        starts = requested_starts(server)
+        # Only before the first stored candle: nothing at or after MID is asked for again.
+        assert starts and all(s < to_ms(MID) for s in starts)
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+        assert stored(store, "tBTCUSD", "1m")[-1, 0] == first_last
+        server.log.clear()
+        again = fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert server.log == [] and again[0].requests == 0 and not again[0].new_version
+    assert current(store, "tBTCUSD", "1m").version == 2
+
+
+def test_4h_is_fetched_as_1h_and_resampled(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        results = fetch.run(store, {"tBTCUSD": ["1h", "4h"]}, START, END, exchange=fast_exchange(server))
+        assert all("4h" not in e.path for e in server.log)
+    assert [(r.timeframe, r.source) for r in results] == [("1h", "bitfinex"), ("4h", "resampled:1h")]
+    assert current(store, "tBTCUSD", "4h").source == "resampled:1h"
+    direct = resample(store.path("tBTCUSD", "1h"), "4h")
+    assert read(Dataset("tBTCUSD", "4h", store.path("tBTCUSD", "4h"))).equals(direct)
+
+
+def test_exhausted_retries_keep_progress_and_the_next_run_resumes(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.inject(None, None, "503", "503", "503")  # two good pages, then the exchange is down
+        with pytest.raises(ExchangeError) as err:
+            fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, max_attempts=3))
+        message = str(err.value)
+        assert "\n" not in message and "run the same command again to resume" in message
+        assert "20000 candles up to 2019-04-" in message and not store.has("tBTCUSD", "1m")
+        done = requested_starts(server)
+        server.log.clear()
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert not set(requested_starts(server)) & set(done), "finished pages were downloaded again"
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+    lines = (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()
+    statuses = [r["status"] for r in map(json.loads, lines) if r.get("event") == "fetch"]
+    assert statuses == ["failed", "ok"]
+
+
+def test_kill_9_mid_fetch_then_resume(data_dir):
+    with BitfinexServer(latency_s=0.25) as server:
+        cmd = [sys.executable, "-m", "genesis_fw", "fetch", "--symbol", "tBTCUSD", "--timeframe", "1m",
+               "--start", "2019-04-01", "--end", "2019-07-01", "--base-url", server.url, "--rate-limit", "6000",
+               "--quiet"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        staging = data_dir / "metadata" / "staging" / "tBTCUSD_1m"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(staging.glob("part-*.parquet"))) < 3:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        parts = len(list(staging.glob("part-*.parquet")))
+        assert 3 <= parts < 13, "killed mid-fetch"
+        assert not CandleStore.open(data_dir).has("tBTCUSD", "1m"), "nothing partial reaches the store"
+        before = requested_starts(server)
+        server.log.clear()
+        server.latency_s = 0.0
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        again = requested_starts(server)
+        # At most the page in flight when the process died is asked for twice.
+        assert len(set(again) & set(before)) <= 1
+        end = datetime(2019, 7, 1, tzinfo=UTC)
+        assert np.array_equal(stored(CandleStore.open(data_dir), "tBTCUSD", "1m"),
+                              expected(server, "tBTCUSD", "1m", START, end))
+
+
+def test_unknown_symbol_is_a_clear_error(data_dir):
+    with BitfinexServer() as server:
+        with pytest.raises(DataError, match="returned no tNOPE 1m candles.*unknown symbol"):
+            fetch.run(CandleStore.open(data_dir), {"tNOPE": ["1m"]}, START, END, exchange=fast_exchange(server))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--symbol", "tNOPE", "--timeframe", "1m", "--start", "2019-04-01", "--end", "2019-04-02"],
+     "returned no tNOPE 1m candles"),
+    (["--symbol", "tBTCUSD", "--timeframe", "1m", "--start", "2019-04-02", "--end", "2019-04-01"],
+     "is not before end"),
+    (["--symbol", "tBTCUSD", "--timeframe", "2m", "--start", "2019-04-01"], "unknown timeframe '2m'"),
+    (["--symbol", "BTC USD", "--timeframe", "1m", "--start", "2019-04-01"], "invalid symbol 'BTC USD'"),
+    (["--preset", "phase9"], "unknown preset 'phase9'"),
+])
+def test_cli_bad_input_is_one_line(data_dir, args, message):
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", *args, "--base-url", server.url, "--quiet")
+    assert proc.returncode in (1, 2), proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and message in line
+
+
+def test_cli_unwritable_data_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with BitfinexServer() as server:
+        proc = run_cli("--data-dir", str(blocker / "store"), "fetch", "--symbol", "tBTCUSD", "--timeframe", "1m",
+                       "--start", "2019-04-01", "--end", "2019-04-02", "--base-url", server.url, "--quiet")
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "is not writable" in line and not server.log
+
+
+def test_cli_fetch_reports_and_reads_the_url_from_the_environment(data_dir):
+    with BitfinexServer() as server:
+        env = dict(os.environ, GENESIS_BITFINEX_URL=server.url)
+        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1h,4h", "--start", "2019-04-01",
+                       "--end", "2019-04-08", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert server.log, "the environment's URL was used"
+    assert "tBTCUSD 1h: 168 candles, version 1" in proc.stdout
+    assert "tBTCUSD 4h: 42 candles, version 1; from resampled:1h" in proc.stdout
+    assert "requests" in proc.stderr or "requests" in proc.stdout  # plain progress lines when not a TTY
+
+
+def test_preset_phase3_is_the_documented_collection():
+    datasets, start, end = fetch.preset_range("phase3", now=datetime(2024, 10, 1, 12, 30, 15, tzinfo=UTC))
+    assert datasets == {"tBTCUSD": ["1m", "5m", "15m", "1h", "4h"], "tETHUSD": ["1m", "5m", "1h"]}
+    assert (start, end) == (datetime(2024, 4, 1, 12, 30, tzinfo=UTC), datetime(2024, 10, 1, 12, 30, tzinfo=UTC))
