@@ -538,14 +538,6 @@ def test_report_renders_in_chromium_with_every_image_and_no_errors(result: Backt
     assert state["scripts"] == 0 and state["resources"] == []
     assert state["pageWidth"] <= state["viewportWidth"], "the page scrolls sideways at 1280 px"
 
-    # Narrow window (a phone): still no sideways scrolling of the page itself (wide tables scroll in their box).
-    chromium.send("Emulation.setDeviceMetricsOverride",
-                  {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
-    narrow = chromium.evaluate(PAGE_STATE, session)
-    assert narrow["viewportWidth"] == 420
-    assert narrow["pageWidth"] <= 420, "the page scrolls sideways at 420 px"
-    chromium.send("Emulation.clearDeviceMetricsOverride", session=session)
-
     # Full-page screenshot (kept in tmp_path as report.png for a human to look at).
     size = chromium.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
     shot = chromium.send("Page.captureScreenshot", {
@@ -558,6 +550,14 @@ def test_report_renders_in_chromium_with_every_image_and_no_errors(result: Backt
     assert img.size[0] >= 1200 and img.size[1] > 2000
     # Not a blank page: many distinct colours (charts, heatmap, text).
     assert len(img.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
+
+    # Narrow window (a phone): still no sideways scrolling of the page itself (wide tables scroll in their box).
+    chromium.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
+    narrow = chromium.evaluate(PAGE_STATE, session)
+    assert narrow["viewportWidth"] == 420
+    assert narrow["pageWidth"] <= 420, "the page scrolls sideways at 420 px"
+    chromium.send("Emulation.clearDeviceMetricsOverride", session=session)
     assert problems(chromium.events, url) == []
 
 
