@@ -16,6 +16,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def one_line(exc: BaseException, max_lines: int = 3) -> str:
+    """The first lines of an exception's message joined into one line (DuckDB errors span several)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[:max_lines]) if lines else type(exc).__name__
+
+
 def choices_text(choices: Iterable[str]) -> str:
     """Comma-separated, sorted list of names for error messages; ``(none)`` when empty."""
     names = sorted(choices)

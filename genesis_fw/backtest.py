@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__
 from .config import RuntimeConfig
 from .errors import ConfigError, DataError, PluginError
-from .store import CandleStore, Dataset, read
+from .store import CandleStore, Dataset, locate, read
 from .strategy import Bars, Strategy
 from .timeframes import from_ms, parse_time
 
@@ -96,24 +96,6 @@ class BacktestResult:
         }
 
 
-def locate(cfg: RuntimeConfig, store: CandleStore) -> tuple[Dataset, list[str]]:
-    """The dataset for ``cfg.symbol``/``cfg.timeframe`` and the notes on how it was found."""
-    notes: list[str] = []
-    found = store.find(cfg.symbol, cfg.timeframe)
-    if found is None:
-        found = CandleStore.sample().find(cfg.symbol, cfg.timeframe)
-        if found is None:
-            raise DataError(
-                f"no {cfg.symbol} candles at {cfg.timeframe} or finer in the store at {store.root} "
-                "(the bundled sample has tBTCUSD 1m only); fetch or import them first"
-            )
-        notes.append(f"the store has no {cfg.symbol} {cfg.timeframe} data; using the bundled sample "
-                     "(real Bitfinex tBTCUSD 1m, 2019-04-01 .. 2019-06-30)")
-    if found.resampled_from:
-        notes.append(f"resampling {cfg.symbol} {found.resampled_from} to {cfg.timeframe} on the fly (sql/resample.sql)")
-    return found, notes
-
-
 def data_sha256(bars: Bars) -> str:
     """SHA-256 of the exact candles used (timestamps and OHLCV as little-endian binary arrays)."""
     h = hashlib.sha256()
@@ -128,7 +110,7 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
     end = parse_time(cfg.end, what="end")
     if start is not None and end is not None and start >= end:
         raise DataError(f"start {start.isoformat()} is not before end {end.isoformat()}")
-    dataset, notes = locate(cfg, store)
+    dataset, notes = locate(store, cfg.symbol, cfg.timeframe)
     table = read(dataset, start, end)
     if table.num_rows == 0:
         whole = read(dataset)

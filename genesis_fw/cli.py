@@ -456,7 +456,7 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float
         click.echo(f"Wrote {json_path} and {md_path}")
     if min_quality is not None and report.quality_score < min_quality:
         raise DataError(f"{symbol} {timeframe} quality score {report.quality_score:.6f} is below "
-                               f"--min-quality {min_quality:g} (report: {md_path})")
+                        f"--min-quality {min_quality:g} (report: {md_path})")
 
 
 def main() -> None:

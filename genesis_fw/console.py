@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from ._util import one_line
 from .catalog import Catalog
 from .errors import ConsoleError
 from .store import CandleStore, Dataset
@@ -102,7 +103,7 @@ class Console:
         try:
             statements = duckdb.extract_statements(sql)
         except duckdb.Error as exc:
-            raise ConsoleError(_one_line(exc)) from None
+            raise ConsoleError(one_line(exc)) from None
         if not statements:
             raise ConsoleError("no SQL statement given")
         for st in statements:
@@ -122,10 +123,10 @@ class Console:
             return con.sql(statements[-1].query).to_arrow_table()
         except duckdb.PermissionException as exc:
             raise ConsoleError(
-                "the SQL console is read-only and reads only the store: " + _one_line(exc)
+                "the SQL console is read-only and reads only the store: " + one_line(exc)
             ) from None
         except duckdb.Error as exc:
-            raise ConsoleError(_one_line(exc)) from None
+            raise ConsoleError(one_line(exc)) from None
 
     def close(self) -> None:
         if self._con is not None:
@@ -149,11 +150,6 @@ def _explained_kind(query: str) -> str:
         return "EXPLAIN (of a statement that cannot be checked)"
     kind = inner[0].type.name
     return kind if kind == "SELECT" else f"EXPLAIN {kind}"
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return " ".join(lines[:3]) if lines else type(exc).__name__
 
 
 def _cell(value: Any) -> Any:

@@ -229,6 +229,28 @@ class CandleStore:
         return path
 
 
+def locate(store: CandleStore, symbol: str, timeframe: str, *, using: str = "using") -> tuple[Dataset, list[str]]:
+    """The dataset a command should read for ``symbol``/``timeframe``, and one-line notes on how it was found.
+
+    The store's file, else a finer stored timeframe resampled on the fly, else the same two in the
+    bundled sample. ``using`` is the verb of the sample note ("using", "validating").
+    """
+    notes: list[str] = []
+    found = store.find(symbol, timeframe)
+    if found is None:
+        found = CandleStore.sample().find(symbol, timeframe)
+        if found is None:
+            raise DataError(
+                f"no {symbol} candles at {timeframe} or finer in the store at {store.root} "
+                "(the bundled sample has tBTCUSD 1m only); fetch or import them first"
+            )
+        notes.append(f"the store has no {symbol} {timeframe} data; {using} the bundled sample "
+                     "(real Bitfinex tBTCUSD 1m, 2019-04-01 .. 2019-06-30)")
+    if found.resampled_from:
+        notes.append(f"resampling {symbol} {found.resampled_from} to {timeframe} on the fly (sql/resample.sql)")
+    return found, notes
+
+
 def check_alignment(table: pa.Table, timeframe: str, *, where: str) -> None:
     """Raise :class:`DataError` if a timestamp is not a bucket start of ``timeframe`` (epoch-aligned, UTC)."""
     width = timeframe_ms(timeframe)

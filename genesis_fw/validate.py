@@ -37,8 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import sqlfiles
+from ._util import one_line
 from .errors import DataError
 from .store import CandleStore, Dataset
+from .store import locate as store_locate
 from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
 
 #: Every check, in the order they run and are reported.
@@ -235,7 +237,7 @@ def validate(path: Path, symbol: str, timeframe: str, *, checks: Iterable[str] |
             try:
                 table = sqlfiles.to_arrow(con, query, used)
             except duckdb.Error as exc:
-                raise DataError(f"cannot validate {path} ({name} check): {_one_line(exc)}") from None
+                raise DataError(f"cannot validate {path} ({name} check): {one_line(exc)}") from None
             results[name] = table
             timings[name] = time.perf_counter() - t0
     finally:
@@ -317,16 +319,7 @@ def locate(store: CandleStore, symbol: str, timeframe: str) -> tuple[Dataset, li
     """
     check_symbol(symbol)
     check_timeframe(timeframe)
-    notes: list[str] = []
-    found = store.find(symbol, timeframe)
-    if found is None:
-        found = CandleStore.sample().find(symbol, timeframe)
-        if found is None:
-            raise DataError(f"no {symbol} {timeframe} candles in the store at {store.root} "
-                            "(the bundled sample has tBTCUSD 1m only); fetch or import them first")
-        if found.resampled_from is None:
-            notes.append(f"the store has no {symbol} {timeframe} data; validating the bundled sample "
-                         "(real Bitfinex tBTCUSD 1m, 2019-04-01 .. 2019-06-30)")
+    found, notes = store_locate(store, symbol, timeframe, using="validating")
     if found.resampled_from is not None:
         where = " of the bundled sample" if found.origin == "sample" else ""
         raise DataError(f"the store at {store.root} has no {symbol} {timeframe} file ({timeframe} is only resampled "
@@ -505,8 +498,3 @@ def _file_sha256(path: Path) -> str:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     return h.hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return " ".join(lines[:2]) if lines else type(exc).__name__
