@@ -465,8 +465,8 @@ def test_cli_unknown_dataset_resampled_timeframe_and_sample_fallback(data_dir: P
     proc = run_cli("validate", "--symbol", "tXRPUSD", "--timeframe", "1m")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"Error: no tXRPUSD candles at 1m or finer in the store at {data_dir} (the bundled sample has tBTCUSD 1m only); "
-        "fetch or import them first"]
+        f"Error: no tXRPUSD candles at 1m or finer in the store at {data_dir} "
+        "(the bundled sample has tBTCUSD 1m only); fetch or import them first"]
     proc = run_cli("validate", "--symbol", "tBTCUSD", "--timeframe", "1h")
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
