@@ -156,7 +156,7 @@ class QualityReport:
         out = [f"# Data quality: {self.symbol} {self.timeframe}", ""]
         rows = [
             ("file", f"`{self.path}`"),
-            ("SHA-256 of the file", f"`{self.data_sha256}`"),
+            ("SHA-256 of the candles", f"`{self.data_sha256}`"),
             ("checked at", self.checked_at),
             ("candles", f"{self.num_candles:,}"),
             ("first / last candle (UTC)", f"{_short(self.first)} / {_short(self.last)}" if self.first else "n/a"),
@@ -222,7 +222,7 @@ def validate(path: Path, symbol: str, timeframe: str, *, checks: Iterable[str] |
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no candle file at {path}")
-    sha = _file_sha256(path)
+    sha = _data_sha256(path)
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     values = {"source": str(path), "step_ms": step_ms, **{k: opts[k] for k in ("k", "window", "min_return", "revert")}}
     timings: dict[str, float] = {}
@@ -487,6 +487,21 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _data_sha256(path: Path) -> str:
+    """SHA-256 of the candles' content, the digest dataset metadata and backtests use
+    (:func:`genesis_fw.datasets.content_sha256`), so a quality row joins ``dataset_versions.sha256``.
+    A file that cannot be read as candles at all is hashed byte for byte instead."""
+    import pyarrow.parquet as pq
+
+    from .datasets import content_sha256
+    from .store import COLUMNS
+
+    try:
+        return content_sha256(pq.read_table(path, columns=COLUMNS))
+    except (OSError, pa.ArrowException, ValueError, TypeError, KeyError):
+        return _file_sha256(path)
 
 
 def _file_sha256(path: Path) -> str:

@@ -19,6 +19,7 @@ from conftest import BTC_2D, ETH_2D, run_cli
 
 from genesis_fw import sqlfiles
 from genesis_fw.catalog import Catalog
+from genesis_fw.datasets import content_sha256
 from genesis_fw.errors import DataError
 from genesis_fw.store import CandleStore, resample
 from genesis_fw.timeframes import timeframe_ms
@@ -414,7 +415,9 @@ def test_report_outputs(baseline):
     data = json.loads(r.to_json())
     assert data["quality_score"] == r.quality_score and data["counts"] == r.counts
     assert data["gaps"]["count"] == r.gaps["count"] and data["num_candles"] == 129_544
-    assert data["data_sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    # The content digest, the one dataset versions and backtests record (not the file's bytes).
+    file_digest = hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    assert data["data_sha256"] == content_sha256(pq.read_table(SAMPLE)) != file_digest
     md = r.to_markdown()
     for heading in ("# Data quality: tBTCUSD 1m", "## Checks", "## Largest gaps", "## Examples", "### outliers"):
         assert heading in md
@@ -440,7 +443,7 @@ def test_cli_validates_the_store_writes_reports_and_records_the_catalog(btc_stor
         kinds = [r[0] for r in con.execute("SELECT kind FROM events")]
     finally:
         con.close()
-    sha = hashlib.sha256((btc_store / "candles" / "tBTCUSD_1m.parquet").read_bytes()).hexdigest()
+    sha = content_sha256(pq.read_table(btc_store / "candles" / "tBTCUSD_1m.parquet"))  # joins dataset_versions.sha256
     assert rows == [("tBTCUSD", "1m", 2817, 1.0, 56, 63, 0, 0, 0, 0, str(report), sha)]
     assert "dataset.validated" in kinds
     assert "quality" in Catalog(btc_store / "genesis.db").read_tables()
