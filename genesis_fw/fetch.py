@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from ._util import atomic_path, write_text_atomic
 from .config import ExchangeConfig
 from .errors import DataError, ExchangeError
-from .store import CandleStore, Dataset, conform, read
+from .store import CandleStore, Dataset, conform, read, time_span
 from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms, to_ms
 
 #: ``genesis-fw fetch --preset NAME``: symbols -> timeframes, and how many months back from now.
@@ -209,12 +209,11 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     width = timeframe_ms(timeframe)
     counters = counters if counters is not None else {"retries": 0}
     retries_before = counters.get("retries", 0)
-    existing = read(Dataset(symbol, timeframe, store.path(symbol, timeframe))) if store.has(symbol, timeframe) \
-        else _empty()
+    # The stored span comes from the Parquet footer: a fetch with nothing missing reads no candles.
+    span = time_span(store.path(symbol, timeframe)) if store.has(symbol, timeframe) else None
     missing = [(start_ms, end_ms)]
-    if existing.num_rows:
-        ts = existing.column("timestamp").cast(pa.int64())
-        missing = _subtract(missing, (ts[0].as_py(), ts[-1].as_py() + max(width, 1)))
+    if span is not None:
+        missing = _subtract(missing, (span[0], span[1] + max(width, 1)))
     staging = _Staging(store, symbol, timeframe)
     for cut in staging.covered:
         missing = _subtract(missing, cut)
@@ -257,20 +256,35 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
             from None
     bar.close()
     staged = staging.candles()
-    if existing.num_rows == 0 and staged.num_rows == 0:
+    if span is None and staged.num_rows == 0:
         staging.clear()
         log.write({**record, "status": "empty", "requests": requests, "candles": 0,
                    "retries": counters.get("retries", 0) - retries_before,
                    "duration_s": round(time.monotonic() - t0, 3)})
         raise DataError(f"the exchange returned no {label} candles in [{from_ms(start_ms).isoformat()}, "
                         f"{from_ms(end_ms).isoformat()}): unknown symbol, or no trades in that range")
-    meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
+    if staged.num_rows:
+        existing = read(Dataset(symbol, timeframe, store.path(symbol, timeframe))) if span else _empty()
+        meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
+    else:  # nothing new: the stored dataset stays as it is
+        meta, new = _current_or_publish(store, symbol, timeframe), False
     staging.clear()
     result = FetchResult(symbol, timeframe, "bitfinex", fetched, requests, counters.get("retries", 0) - retries_before,
                          meta.version, new, meta.num_candles, time.monotonic() - t0)
     log.write({**record, "status": "ok", "requests": requests, "candles": fetched, "retries": result.retries,
                "version": meta.version, "duration_s": round(result.duration_s, 3)})
     return result
+
+
+def _current_or_publish(store: CandleStore, symbol: str, timeframe: str):
+    """The current version's metadata; a stored file without metadata (written before versions) is published."""
+    from .datasets import current, publish
+
+    meta = current(store, symbol, timeframe)
+    if meta is None:
+        meta, _ = publish(store, symbol, timeframe, read(Dataset(symbol, timeframe, store.path(symbol, timeframe))),
+                          source="store")
+    return meta
 
 
 def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end: datetime, *,

@@ -295,6 +295,23 @@ def read(dataset: Dataset, start: datetime | None = None, end: datetime | None =
     return table
 
 
+def time_span(path: Path) -> tuple[int, int] | None:
+    """Open times (ms) of the first and last candle of a store file, from the Parquet footer when its
+    statistics allow (no data pages read); ``None`` for an empty file."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    if meta.num_rows == 0:
+        return None
+    col = pf.schema_arrow.get_field_index("timestamp")
+    first = meta.row_group(0).column(col).statistics
+    last = meta.row_group(meta.num_row_groups - 1).column(col).statistics
+    if all(st is not None and st.has_min_max and isinstance(st.min, datetime) for st in (first, last)):
+        lo, hi = first.min, last.max
+        return to_ms(lo if lo.tzinfo else lo.replace(tzinfo=UTC)), to_ms(hi if hi.tzinfo else hi.replace(tzinfo=UTC))
+    ts = conform(pf.read(columns=COLUMNS), where=str(path)).column("timestamp").cast(pa.int64())
+    return ts[0].as_py(), ts[-1].as_py()
+
+
 def _row_groups_in_range(pf: pq.ParquetFile, lo: int | None, hi: int | None) -> list[int]:
     """Row groups whose timestamp statistics may hold a value in ``[lo, hi)`` (ms); all when unknown.
 

@@ -847,3 +847,14 @@ def test_sample_store_resamples_and_refuses_writes(sample_rows):
     assert SAMPLE.read_bytes() == before
     assert not s.has("tBTCUSD", "1h")
     assert os.listdir(SAMPLE.parent).count("tBTCUSD_1h.parquet") == 0
+
+
+def test_time_span_reads_the_footer_and_matches_the_data(tmp_path):
+    from genesis_fw.store import time_span
+
+    sample = CandleStore.sample().path("tBTCUSD", "1m")
+    ts = pq.read_table(sample).column("timestamp").cast(pa.int64())
+    assert time_span(sample) == (ts[0].as_py(), ts[-1].as_py())
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(sample).slice(0, 0), empty)
+    assert time_span(empty) is None
