@@ -170,3 +170,38 @@ def test_cli_bad_input_is_one_line(data_dir, args, message):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("Error: ") and message in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_per_bar_progress_bar_on_a_terminal_and_silence_otherwise():
+    """Real pseudo-terminal: the per-bar path shows a tqdm bar on a TTY, nothing when stderr is a pipe."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    code = ("import time\nfrom genesis_fw.backtest import decide_per_bar\nfrom genesis_fw.strategy import Strategy\n"
+            "class Slow(Strategy):\n    def next(self, i):\n        if i % 1000 == 0: time.sleep(0.001)\n"
+            "decide_per_bar(Slow(), 300_000, progress=True)\n")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    text = out.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "backtest:" in text and "300k" in text and "bar/s" in text
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""
