@@ -201,13 +201,8 @@ class Catalog:
         """Upsert the ``datasets`` row of ``symbol``/``timeframe`` and log a ``dataset.write`` event."""
         now = utcnow()
         with self.connect(write=True) as con:
-            con.execute(
-                "INSERT INTO datasets (symbol, timeframe, path, num_candles, first_ts, last_ts, source, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
-                "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
-                "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at",
-                (symbol, timeframe, str(path), num_candles, first_ts, last_ts, source, now),
-            )
+            self._upsert_dataset(con, (symbol, timeframe, str(path), num_candles, first_ts, last_ts, source, now,
+                                       None, None))
             self._log(con, "dataset.write", f"{symbol}_{timeframe}",
                       {"num_candles": num_candles, "source": source})
 
@@ -215,15 +210,9 @@ class Catalog:
         """Insert a ``dataset_versions`` row, make it the current one in ``datasets``, log an event."""
         with self.connect(write=True) as con:
             self._insert(con, "dataset_versions", row)
-            con.execute(
-                "INSERT INTO datasets (symbol, timeframe, path, num_candles, first_ts, last_ts, source, updated_at, "
-                "version, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
-                "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
-                "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at, "
-                "version=excluded.version, sha256=excluded.sha256",
-                (row["symbol"], row["timeframe"], row["current_path"], row["num_candles"], row["start_date"],
-                 row["end_date"], row["source"], row["created_at"], row["version"], row["sha256"]),
-            )
+            self._upsert_dataset(con, (row["symbol"], row["timeframe"], row["current_path"], row["num_candles"],
+                                       row["start_date"], row["end_date"], row["source"], row["created_at"],
+                                       row["version"], row["sha256"]))
             self._log(con, "dataset.version", f"{row['symbol']}_{row['timeframe']}",
                       {"version": row["version"], "num_candles": row["num_candles"], "source": row["source"]})
 
@@ -232,6 +221,18 @@ class Catalog:
             con.execute("UPDATE dataset_versions SET pruned = 1 WHERE symbol = ? AND timeframe = ? AND version = ?",
                         (symbol, timeframe, version))
             self._log(con, "dataset.pruned", f"{symbol}_{timeframe}", {"version": version})
+
+    @staticmethod
+    def _upsert_dataset(con: sqlite3.Connection, values: tuple) -> None:
+        """Make ``values`` the ``datasets`` row of its symbol/timeframe (columns in declaration order)."""
+        con.execute(
+            "INSERT INTO datasets (symbol, timeframe, path, num_candles, first_ts, last_ts, source, updated_at, "
+            "version, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe) DO UPDATE "
+            "SET path=excluded.path, num_candles=excluded.num_candles, first_ts=excluded.first_ts, "
+            "last_ts=excluded.last_ts, source=excluded.source, updated_at=excluded.updated_at, "
+            "version=excluded.version, sha256=excluded.sha256",
+            values,
+        )
 
     @staticmethod
     def _insert(con: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:

@@ -59,14 +59,13 @@ def coerce(value: Any, typ: Any, *, key: str) -> Any:
         members = typing.get_args(typ)
         if type(None) in members and (value is None or (isinstance(value, str) and value.lower() in _NONE)):
             return None
-        errors = []
         for member in members:
             if member is type(None):
                 continue
             try:
                 return coerce(value, member, key=key)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                pass
         raise _wrong(key, value, typ)
     if origin is dict or typ is dict:
         if isinstance(value, dict):

@@ -178,10 +178,9 @@ class _Progress:
 
     def __init__(self, label: str, total_slots: int, enabled: bool) -> None:
         self.label = label
-        self.tty = enabled and sys.stderr.isatty()
         self.enabled = enabled
         self.bar = None
-        if self.tty:
+        if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_slots, unit="slot", desc=label, file=sys.stderr, leave=False,

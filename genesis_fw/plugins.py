@@ -143,9 +143,7 @@ def params_of(cls: type) -> tuple[ParamInfo, ...]:
     attrs.resolve_types(params_cls)
     out = []
     for f in attrs.fields(params_cls):
-        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if not isinstance(f.type, str | type):
-            typ = str(f.type)
+        typ = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # `int`, or `str | None` as written
         default = None if f.default is attrs.NOTHING else f.default
         out.append(ParamInfo(f.name, typ, default))
     return tuple(out)

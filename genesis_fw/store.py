@@ -17,7 +17,6 @@ trades are absent: a gap is a missing row, never a zero-filled one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -390,13 +389,3 @@ def resample(source: Path, timeframe: str, start: datetime | None = None, end: d
     finally:
         con.close()
     return conform(table, where=f"{source} resampled to {timeframe}")
-
-
-def iter_datasets(stores: list[CandleStore]) -> Iterator[Dataset]:
-    """Datasets of several stores, the first store's file winning for a symbol/timeframe."""
-    seen = set()
-    for store in stores:
-        for d in store.datasets():
-            if (d.symbol, d.timeframe) not in seen:
-                seen.add((d.symbol, d.timeframe))
-                yield d

@@ -30,7 +30,6 @@ from genesis_fw.store import (
     Dataset,
     conform,
     default_data_dir,
-    iter_datasets,
     read,
     resample,
 )
@@ -801,18 +800,6 @@ def test_find_never_uses_a_coarser_or_non_dividing_file(data_dir):
     assert s.find("tETHUSD", "1M").resampled_from == "4h"
     assert s.find("tXRPUSD", "4h") is None
     assert s.find("tETHUSD", "1W").resampled_from == "4h"
-
-
-def test_iter_datasets_first_store_wins(btc_store, tmp_path):
-    other = CandleStore(tmp_path / "other")
-    other.write("tBTCUSD", "1m", candles([T0]))
-    other.write("tLTCUSD", "1m", candles([T0]))
-    got = [(d.symbol, d.timeframe, d.path) for d in iter_datasets([CandleStore.open(), other])]
-    assert got == [
-        ("tBTCUSD", "1m", btc_store / "candles" / "tBTCUSD_1m.parquet"),
-        ("tETHUSD", "1m", btc_store / "candles" / "tETHUSD_1m.parquet"),
-        ("tLTCUSD", "1m", other.path("tLTCUSD", "1m")),
-    ]
 
 
 def test_sample_store(sample_rows):
