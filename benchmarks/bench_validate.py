@@ -86,7 +86,7 @@ def main() -> int:
             print(f"  {step:<16}{statistics.median(times):>10.3f}{min(times):>9.3f}")
         walls = [w for _, w in runs]
         print(f"  {'total (warm)':<16}{statistics.median(walls):>10.3f}{min(walls):>9.3f}   cold first call "
-              f"{cold_s:.3f} s (includes sha256 of the file and the first DuckDB connection)")
+              f"{cold_s:.3f} s (includes hashing the candles and the first DuckDB connection)")
         g = report.gaps
         agree = (g["count"], g["missing"], g["largest_missing"], report.counts["duplicates"], report.expected_candles) \
             == (ref["gaps"], ref["missing"], ref["largest_missing"], ref["duplicates"], ref["expected"])
