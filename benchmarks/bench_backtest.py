@@ -106,7 +106,7 @@ t0 = time.perf_counter()
 import numpy as np, vectorbt as vbt, pandas as pd
 t1 = time.perf_counter()
 sys.path.insert(0, {here!r})
-from genesis_fw.store import Dataset, read, resample
+from genesis_fw.data.store import Dataset, read, resample
 from genesis_fw.strategy import Bars
 from genesis_fw_strategies.ema_rsi import EmaRsi
 from pathlib import Path
@@ -161,9 +161,9 @@ def main() -> None:
     if not args.data.is_file():
         sys.exit(f"no data at {args.data}; pass --data PATH to the 2019 tBTCUSD 1m Parquet file")
 
-    from genesis_fw.backtest import decide_per_bar
-    from genesis_fw.positions import track
-    from genesis_fw.store import Dataset, read, resample
+    from genesis_fw.backtest.engine import decide_per_bar
+    from genesis_fw.backtest.positions import track
+    from genesis_fw.data.store import Dataset, read, resample
     from genesis_fw.strategy import Bars
     from genesis_fw_strategies.ema_rsi import EmaRsi
 

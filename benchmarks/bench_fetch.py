@@ -33,9 +33,9 @@ def main() -> None:
 
     from bitfinex_server import BitfinexServer
 
-    from genesis_fw import fetch
     from genesis_fw.config import ExchangeConfig
-    from genesis_fw.store import CandleStore
+    from genesis_fw.data import fetch
+    from genesis_fw.data.store import CandleStore
 
     start, end = datetime(2019, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp, BitfinexServer({"tBTCUSD": args.data}, latency_s=args.latency) as srv:

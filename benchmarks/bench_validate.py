@@ -49,7 +49,7 @@ def main() -> int:
     args = ap.parse_args()
     import duckdb
 
-    from genesis_fw import validate as v
+    from genesis_fw.data import validate as v
 
     if args.threads:  # every validate() opens its own connection: limit each one
         real_connect = duckdb.connect

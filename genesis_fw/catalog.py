@@ -83,7 +83,7 @@ MIGRATIONS: list[str] = [
         symbol        TEXT NOT NULL,
         timeframe     TEXT NOT NULL,
         version       INTEGER NOT NULL,  -- 1, 2, ... increments whenever the content changes
-        sha256        TEXT NOT NULL,     -- SHA-256 of the candles (see genesis_fw.datasets.content_sha256)
+        sha256        TEXT NOT NULL,     -- SHA-256 of the candles (see genesis_fw.data.datasets.content_sha256)
         num_candles   INTEGER NOT NULL,
         start_date    TEXT,              -- open time of the first / last candle, ISO 8601 UTC
         end_date      TEXT,

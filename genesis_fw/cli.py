@@ -31,7 +31,7 @@ def _obj(ctx: click.Context) -> dict:
 
 
 def _store(ctx: click.Context):
-    from .store import CandleStore
+    from .data.store import CandleStore
 
     return CandleStore.open(_obj(ctx)["data_dir"])
 
@@ -190,7 +190,7 @@ def import_cmd(ctx: click.Context, source: Path, symbol: str, timeframe: str) ->
     Example:
       genesis-fw import btc_2019.parquet --symbol tBTCUSD --timeframe 1m
     """
-    from . import ingest
+    from .data import ingest
 
     result = ingest.import_file(_store(ctx), source, symbol, timeframe)
     what = f"version {result.version}" if result.new_version else f"unchanged, still version {result.version}"
@@ -209,7 +209,7 @@ def resample(ctx: click.Context, symbol: str, source_tf: str | None, target_tf: 
     Example:
       genesis-fw resample --symbol tBTCUSD --from 1m --to 1h
     """
-    from . import ingest
+    from .data import ingest
 
     result = ingest.resample_into_store(_store(ctx), symbol, target_tf, source_tf)
     what = f"version {result.version}" if result.new_version else f"unchanged, still version {result.version}"
@@ -263,8 +263,8 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
       genesis-fw backtest --symbol tBTCUSD --timeframe 1h --start 2019-05-01 --end 2019-06-01 \\
           --output results/backtest_btc_1h.html
     """
-    from . import backtest as engine_mod
-    from . import runs
+    from .backtest import engine as engine_mod
+    from .backtest import runs
     from .config import RuntimeConfig, parse_overrides
 
     values = parse_overrides(overrides)
@@ -314,9 +314,9 @@ def fetch(ctx: click.Context, symbols, timeframes, start, end, preset, base_url,
     import os
     from datetime import UTC, datetime
 
-    from . import fetch as fetch_mod
     from .config import RuntimeConfig
-    from .timeframes import parse_time
+    from .data import fetch as fetch_mod
+    from .data.timeframes import parse_time
 
     values: dict[str, str] = {}
     env_vars = (("exchange.base_url", "GENESIS_BITFINEX_URL"), ("exchange.rate_limit", "GENESIS_BITFINEX_RATE_LIMIT"))
@@ -372,7 +372,7 @@ def datasets_list(ctx: click.Context, symbol: str | None, timeframe: str | None)
     Example:
       genesis-fw datasets list --symbol tBTCUSD
     """
-    from . import datasets as ds
+    from .data import datasets as ds
 
     store = _store(ctx)
     found = [d for d in store.datasets() if (not symbol or d.symbol == symbol) and
@@ -403,7 +403,7 @@ def datasets_prune(ctx: click.Context, keep: int, symbol: str | None, timeframe:
     Example:
       genesis-fw datasets prune --keep 2 --symbol tBTCUSD
     """
-    from . import datasets as ds
+    from .data import datasets as ds
 
     removed = ds.prune(_store(ctx), keep=keep, symbol=symbol, timeframe=timeframe)
     for sym, tf, num in removed:
@@ -435,7 +435,7 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float
       genesis-fw validate --symbol tBTCUSD --timeframe 1m
       genesis-fw validate --symbol tBTCUSD --timeframe 1m --min-quality 0.99 --format json
     """
-    from . import validate as checks
+    from .data import validate as checks
     from .errors import DataError
 
     store = _store(ctx)
@@ -446,7 +446,7 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float
     json_path, md_path = checks.save(report, report_dir if report_dir is not None else store.metadata_dir)
     checks.record(store.catalog_path, report, json_path)
     if dataset.origin == "store":
-        from . import datasets as ds
+        from .data import datasets as ds
 
         ds.update_quality(store, symbol, timeframe, report.quality_score, report.counts["gaps"])
     if fmt == "json":

@@ -28,8 +28,8 @@ import pyarrow as pa
 
 from ._util import one_line
 from .catalog import Catalog
+from .data.store import CandleStore, Dataset
 from .errors import ConsoleError
-from .store import CandleStore, Dataset
 
 _ALLOWED = {"SELECT", "EXPLAIN"}
 #: ``EXPLAIN [ANALYZE] [(options)]`` before the explained statement (``EXPLAIN ANALYZE`` runs it).

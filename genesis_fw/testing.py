@@ -23,7 +23,7 @@ from .strategy import Bars, Strategy
 
 def sample_bars(n: int = 5_000) -> Bars:
     """The first ``n`` bars of the bundled sample (real Bitfinex tBTCUSD 1m candles, 2019-04)."""
-    from .store import CandleStore, read
+    from .data.store import CandleStore, read
 
     dataset = CandleStore.sample().find("tBTCUSD", "1m")
     table = read(dataset).slice(0, n)
@@ -31,7 +31,7 @@ def sample_bars(n: int = 5_000) -> Bars:
 
 
 def _decisions_per_bar(strategy: Strategy, bars: Bars) -> np.ndarray:
-    from .backtest import decide_per_bar
+    from .backtest.engine import decide_per_bar
 
     strategy.init(bars)
     return decide_per_bar(strategy, len(bars))
@@ -52,7 +52,7 @@ def check_strategy(cls: type, bars: Bars | None = None, params: Any = None, *, p
       indicators from the future fails here);
     * if it has a fast path, ``targets`` equals the per-bar decisions exactly, also on prefixes.
     """
-    from .backtest import check_targets
+    from .backtest.engine import check_targets
 
     assert isinstance(cls, type) and issubclass(cls, Strategy), f"{cls!r} is not a genesis_fw.Strategy subclass"
     assert attrs.has(cls.Params), f"{cls.__name__}.Params must be an attrs class"

@@ -6,7 +6,7 @@ the default, newest first), ``limit`` default 100 and capped at 10000. Unknown s
 timeframes get HTTP 500 ``["error", 10020, "time_interval: invalid"]`` like Bitfinex.
 
 Candles come from parquet files (default: the bundled sample for tBTCUSD, ``tests/data`` for tETHUSD);
-other timeframes are aggregated with :func:`genesis_fw.store.resample`.
+other timeframes are aggregated with :func:`genesis_fw.data.store.resample`.
 
     with BitfinexServer(rate_limit=5, window_s=0.5) as server:
         server.inject(None, "503", "reset")      # 1st request normal, 2nd gets a 503, 3rd a reset
@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import numpy as np
 
-from genesis_fw.store import CandleStore, Dataset, read, resample
+from genesis_fw.data.store import CandleStore, Dataset, read, resample
 
 DATA = Path(__file__).parent / "data"
 
@@ -82,7 +82,7 @@ class BitfinexServer:
         self.rate_limit = rate_limit
         self.window_s = window_s
         self.rate_limit_mode = rate_limit_mode
-        from genesis_fw.exchange import NATIVE_TIMEFRAMES
+        from genesis_fw.data.exchange import NATIVE_TIMEFRAMES
 
         self.timeframes = tuple(timeframes) if timeframes is not None else NATIVE_TIMEFRAMES
         self.timeout_sleep_s = timeout_sleep_s

@@ -85,7 +85,7 @@ def test_star_import_and_unknown_names() -> None:
 
 def test_the_probe_sees_heavy_imports() -> None:
     """The check below would be worthless if it could not see a heavy import: show that it does."""
-    loaded, _ = _heavy_modules_after("import genesis_fw.store")
+    loaded, _ = _heavy_modules_after("import genesis_fw.data.store")
     assert "pyarrow" in loaded
 
 

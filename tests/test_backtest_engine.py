@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from genesis_fw.backtest import check_targets, run
+from genesis_fw.backtest.engine import check_targets, run
 from genesis_fw.config import RuntimeConfig
+from genesis_fw.data.store import CandleStore
 from genesis_fw.errors import DataError, PluginError
-from genesis_fw.store import CandleStore
 from genesis_fw.strategy import Strategy
 from genesis_fw.testing import check_strategy, sample_bars
 from genesis_fw_strategies.ema_rsi import EmaRsi
@@ -84,7 +84,7 @@ class _Bad(Strategy):
 
 
 def test_per_bar_path_rejects_a_bad_decision():
-    from genesis_fw.backtest import decide_per_bar
+    from genesis_fw.backtest.engine import decide_per_bar
 
     with pytest.raises(PluginError, match=r"_Bad.next\(3\) returned 'buy'"):
         decide_per_bar(_Bad(), 10)
@@ -182,7 +182,8 @@ def test_per_bar_progress_bar_on_a_terminal_and_silence_otherwise():
     import sys
     import termios
 
-    code = ("import time\nfrom genesis_fw.backtest import decide_per_bar\nfrom genesis_fw.strategy import Strategy\n"
+    code = ("import time\nfrom genesis_fw.backtest.engine import decide_per_bar\n"
+            "from genesis_fw.strategy import Strategy\n"
             "class Slow(Strategy):\n    def next(self, i):\n        if i % 1000 == 0: time.sleep(0.001)\n"
             "decide_per_bar(Slow(), 300_000, progress=True)\n")
     master, slave = pty.openpty()

@@ -19,8 +19,8 @@ from conftest import BTC_2D, ETH_2D, run_cli
 
 from genesis_fw.catalog import Catalog
 from genesis_fw.console import Console
+from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.errors import ConsoleError
-from genesis_fw.store import CandleStore, resample
 
 FILES = {"tBTCUSD": BTC_2D, "tETHUSD": ETH_2D}
 CANDLE_COLUMNS = ["symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume"]

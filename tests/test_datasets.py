@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import BTC_2D, run_cli
 
-from genesis_fw.datasets import (
+from genesis_fw.data.datasets import (
     content_sha256,
     count_gaps,
     current,
@@ -20,8 +20,8 @@ from genesis_fw.datasets import (
     version_path,
     versions,
 )
+from genesis_fw.data.store import CandleStore, read
 from genesis_fw.errors import DataError
-from genesis_fw.store import CandleStore, read
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_backtest_records_the_dataset_version(data_dir, tmp_path):
 
 def test_resampling_is_bit_for_bit_reproducible():
     """Resampled datasets are versioned by content hash, so the same input must give the same bytes."""
-    from genesis_fw.store import resample
+    from genesis_fw.data.store import resample
 
     path = CandleStore.sample().path("tBTCUSD", "1m")
     digests = {content_sha256(resample(path, tf)) for tf in ("1h",) for _ in range(4)}

@@ -19,10 +19,10 @@ from bitfinex_server import FAULTS, BitfinexServer, max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RetryPolicy
+from genesis_fw.data.store import SCHEMA, CandleStore, Dataset, read, resample
+from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
-from genesis_fw.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RetryPolicy
-from genesis_fw.store import SCHEMA, CandleStore, Dataset, read, resample
-from genesis_fw.timeframes import to_ms
 
 RAW_PAGES = Path(__file__).parent / "data" / "raw-pages"
 PATH_1M = "/v2/candles/trade:1m:tBTCUSD/hist"

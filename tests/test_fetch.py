@@ -20,12 +20,12 @@ import pytest
 from bitfinex_server import BitfinexServer
 from conftest import run_cli
 
-from genesis_fw import fetch
 from genesis_fw.config import ExchangeConfig
-from genesis_fw.datasets import current
+from genesis_fw.data import fetch
+from genesis_fw.data.datasets import current
+from genesis_fw.data.store import CandleStore, Dataset, read, resample
+from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
-from genesis_fw.store import CandleStore, Dataset, read, resample
-from genesis_fw.timeframes import to_ms
 
 START = datetime(2019, 4, 1, tzinfo=UTC)
 MID = datetime(2019, 5, 1, tzinfo=UTC)
@@ -40,7 +40,7 @@ def fast_exchange(server: BitfinexServer, **kw) -> ExchangeConfig:
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch):
     """Real retries with real sleeps, but backoff capped at 50 ms so the suite stays quick."""
-    from genesis_fw import exchange
+    from genesis_fw.data import exchange
 
     original = exchange.RetryPolicy
 

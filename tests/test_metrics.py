@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesis_fw.metrics import KEYS, compute, daily_returns
-from genesis_fw.positions import track
+from genesis_fw.backtest.metrics import KEYS, compute, daily_returns
+from genesis_fw.backtest.positions import track
 
 DAY = 86_400_000
 HOUR = 3_600_000

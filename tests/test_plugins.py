@@ -386,7 +386,7 @@ def test_third_party_strategy_runs_through_the_backtest_cli(sites, tmp_path):
     """The contract end to end: an installed package's strategy is backtested by the generic runner."""
     import pyarrow.parquet as pq
 
-    from genesis_fw.store import CandleStore
+    from genesis_fw.data.store import CandleStore
 
     sample = pq.read_table(CandleStore.sample().path("tBTCUSD", "1m"))
     first_open = sample.column("open")[1].as_py()  # decided at bar 0's close, filled at bar 1's open

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genesis_fw.positions import EXIT_REASONS, track
+from genesis_fw.backtest.positions import EXIT_REASONS, track
 
 NAN = np.nan
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genesis_fw.backtest import run
+from genesis_fw.backtest.engine import run
 from genesis_fw.config import RuntimeConfig
-from genesis_fw.store import CandleStore
+from genesis_fw.data.store import CandleStore
 
 pytest.importorskip("backtesting")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

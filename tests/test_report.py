@@ -1,4 +1,4 @@
-"""The HTML report (genesis_fw/report.py) of real backtests on real candles, checked as HTML and in Chromium.
+"""The HTML report (genesis_fw/backtest/report.py) of real backtests on real candles, checked as HTML and in Chromium.
 
 The browser tests drive headless Chromium through the DevTools protocol over ``--remote-debugging-pipe``
 (NUL-separated JSON on file descriptors 3 and 4): no websocket library and no TCP port are needed.
@@ -28,10 +28,10 @@ import pytest
 from markupsafe import escape
 from PIL import Image
 
-from genesis_fw import report
-from genesis_fw.backtest import BacktestResult, run
+from genesis_fw.backtest import report
+from genesis_fw.backtest.engine import BacktestResult, run
 from genesis_fw.config import RuntimeConfig
-from genesis_fw.store import CandleStore
+from genesis_fw.data.store import CandleStore
 
 SECTIONS = {
     "metrics": "Metrics",

@@ -14,7 +14,7 @@ from conftest import BTC_2D, ETH_2D, run_cli
 
 from genesis_fw import sqlfiles
 from genesis_fw.console import Console
-from genesis_fw.store import CandleStore
+from genesis_fw.data.store import CandleStore
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "sql" / "examples"
 FILES = {"tBTCUSD": BTC_2D, "tETHUSD": ETH_2D}

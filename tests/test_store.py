@@ -1,4 +1,4 @@
-"""The candle store (genesis_fw/store.py) and sql/resample.sql, on real Parquet files and real DuckDB."""
+"""The candle store (genesis_fw/data/store.py) and sql/resample.sql, on real Parquet files and real DuckDB."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genesis_fw import store as store_mod
-from genesis_fw.errors import DataError
-from genesis_fw.store import (
+from genesis_fw.data import store as store_mod
+from genesis_fw.data.store import (
     COLUMNS,
     ROW_GROUP_SIZE,
     SCHEMA,
@@ -33,12 +32,13 @@ from genesis_fw.store import (
     read,
     resample,
 )
-from genesis_fw.timeframes import parse_time, timeframe_ms
+from genesis_fw.data.timeframes import parse_time, timeframe_ms
+from genesis_fw.errors import DataError
 
 DATA = Path(__file__).parent / "data"
 BTC_2D = DATA / "tBTCUSD_1m_2019-04-01_2d.parquet"  # the same files as the conftest fixtures copy
 ETH_2D = DATA / "tETHUSD_1m_2019-04-01_2d.parquet"
-SAMPLE = Path(store_mod.__file__).parent / "sample" / "tBTCUSD_1m.parquet"
+SAMPLE = Path(store_mod.__file__).parents[1] / "sample" / "tBTCUSD_1m.parquet"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T0 = 1_554_076_800_000  # 2019-04-01T00:00:00Z in ms
 
@@ -440,7 +440,7 @@ def test_write_survives_a_hard_crash_mid_write(btc_store):
         """
         import os, sys
         import pyarrow.parquet as pq
-        from genesis_fw.store import CandleStore
+        from genesis_fw.data.store import CandleStore
 
         def crash(table, where, **kwargs):
             w = pq.ParquetWriter(where, table.schema)
@@ -837,7 +837,7 @@ def test_sample_store_resamples_and_refuses_writes(sample_rows):
 
 
 def test_time_span_reads_the_footer_and_matches_the_data(tmp_path):
-    from genesis_fw.store import time_span
+    from genesis_fw.data.store import time_span
 
     sample = CandleStore.sample().path("tBTCUSD", "1m")
     ts = pq.read_table(sample).column("timestamp").cast(pa.int64())

@@ -1,4 +1,4 @@
-"""Symbols, timeframes and UTC time parsing (genesis_fw/timeframes.py)."""
+"""Symbols, timeframes and UTC time parsing (genesis_fw/data/timeframes.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genesis_fw.errors import DataError
-from genesis_fw.store import CandleStore
-from genesis_fw.timeframes import (
+from genesis_fw.data.store import CandleStore
+from genesis_fw.data.timeframes import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
@@ -24,6 +23,7 @@ from genesis_fw.timeframes import (
     timeframe_ms,
     to_ms,
 )
+from genesis_fw.errors import DataError
 
 # --- symbols -------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Data validation (genesis_fw.validate, sql/validation/*.sql): defects of every kind injected into real
+"""Data validation (genesis_fw.data.validate, sql/validation/*.sql): defects of every kind injected into real
 candles at known rows must be found exactly, and nothing else; gaps agree with numpy; the score behaves."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from conftest import BTC_2D, ETH_2D, run_cli
 
 from genesis_fw import sqlfiles
 from genesis_fw.catalog import Catalog
-from genesis_fw.datasets import content_sha256
+from genesis_fw.data.datasets import content_sha256
+from genesis_fw.data.store import CandleStore, resample
+from genesis_fw.data.timeframes import timeframe_ms
+from genesis_fw.data.validate import CHECKS, DEFAULT_PARAMS, QualityReport, validate
 from genesis_fw.errors import DataError
-from genesis_fw.store import CandleStore, resample
-from genesis_fw.timeframes import timeframe_ms
-from genesis_fw.validate import CHECKS, DEFAULT_PARAMS, QualityReport, validate
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "validation"
 SAMPLE = CandleStore.sample().path("tBTCUSD", "1m")

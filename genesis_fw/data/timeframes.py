@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from .errors import DataError
+from ..errors import DataError
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -51,7 +51,7 @@ def check_symbol(symbol: str) -> str:
 def check_timeframe(timeframe: str) -> str:
     """Return ``timeframe`` if it is one of :data:`TIMEFRAMES`, else raise :class:`DataError`."""
     if timeframe not in TIMEFRAMES:
-        from ._util import did_you_mean
+        from .._util import did_you_mean
 
         same_letters = [t for t in TIMEFRAMES if t.lower() == str(timeframe).lower()]  # 1H -> 1h, 1d -> 1D
         hint = f" (did you mean {same_letters[0]!r}?)" if same_letters else did_you_mean(str(timeframe), TIMEFRAMES)

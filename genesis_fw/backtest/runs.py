@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import atomic_path, write_text_atomic
-from .backtest import BacktestResult
-from .catalog import Catalog, utcnow
-from .store import CandleStore
+from .._util import atomic_path, write_text_atomic
+from ..catalog import Catalog, utcnow
+from ..data.store import CandleStore
+from .engine import BacktestResult
 
 
 def default_output(result: BacktestResult) -> Path:

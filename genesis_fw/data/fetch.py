@@ -13,7 +13,7 @@ For each requested symbol and timeframe:
    to ``checkpoint.json`` there, each atomically. A fetch interrupted anywhere (Ctrl-C, ``kill -9``,
    retries exhausted) resumes from there without downloading finished pages again.
 4. **Publish**: once every range is complete, store + staged candles become a new dataset version
-   (:func:`genesis_fw.datasets.publish`) and the staging folder is removed. Nothing partial reaches
+   (:func:`genesis_fw.data.datasets.publish`) and the staging folder is removed. Nothing partial reaches
    the store.
 
 Timeframes the exchange does not serve (``4h``) are fetched at the coarsest native timeframe that
@@ -38,9 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._util import atomic_path, write_text_atomic
-from .config import ExchangeConfig
-from .errors import DataError, ExchangeError
+from .._util import atomic_path, write_text_atomic
+from ..config import ExchangeConfig
+from ..errors import DataError, ExchangeError
 from .store import CandleStore, Dataset, conform, read, time_span
 from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms, to_ms
 
@@ -72,7 +72,7 @@ class FetchResult:
 def preset_range(name: str, now: datetime | None = None) -> tuple[dict[str, list[str]], datetime, datetime]:
     """Datasets and ``[start, end)`` of preset ``name``: the last N months up to the current minute (UTC)."""
     if name not in PRESETS:
-        from ._util import choices_text, did_you_mean
+        from .._util import choices_text, did_you_mean
 
         raise DataError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; known: {choices_text(PRESETS)}")
     preset = PRESETS[name]

@@ -3,7 +3,7 @@
 One request is ``GET {base_url}/v2/candles/trade:{TF}:{SYMBOL}/hist?limit=..&sort=1&start=..&end=..``
 (``start``/``end`` in ms, both inclusive on the wire). Each wire row is ``[MTS, OPEN, CLOSE, HIGH, LOW,
 VOLUME]`` -- CLOSE comes before HIGH -- and :meth:`BitfinexClient.page` returns it conformed to
-:data:`genesis_fw.store.SCHEMA`.
+:data:`genesis_fw.data.store.SCHEMA`.
 
 Failures are sorted into two kinds:
 
@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 
-from .errors import DataError, ExchangeError, TemporaryExchangeError
+from ..errors import DataError, ExchangeError, TemporaryExchangeError
 from .store import SCHEMA, conform
 from .timeframes import check_symbol, from_ms
 

@@ -1,6 +1,6 @@
 """Putting candles into the store: importing files and storing resampled datasets.
 
-Every write goes through :func:`genesis_fw.datasets.publish`: atomic, versioned, recorded in the catalog.
+Every write goes through :func:`genesis_fw.data.datasets.publish`: atomic, versioned, recorded in the catalog.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pyarrow as pa
 
-from .errors import DataError
+from ..errors import DataError
 from .store import CandleStore, Dataset, conform, read
 from .timeframes import check_symbol, check_timeframe, is_finer, timeframe_ms
 

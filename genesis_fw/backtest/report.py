@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ._util import atomic_path
-from .timeframes import from_ms
+from .._util import atomic_path
+from ..data.timeframes import from_ms
 
 #: Plotted series are downsampled to at most this many points (min and max of each bucket are kept).
 MAX_PLOT_POINTS = 4000

@@ -6,9 +6,9 @@
    bundled sample (each fallback is reported in ``BacktestResult.notes``);
 2. ``strategy.init(bars)``, then the decisions: per bar through ``strategy.next(i)`` (the
    reference path), or all at once through ``strategy.targets(bars)`` (the fast path);
-3. :func:`genesis_fw.positions.track` turns the decisions into fills, trades and equity: a
+3. :func:`genesis_fw.backtest.positions.track` turns the decisions into fills, trades and equity: a
    decision at the close of bar ``i`` fills at the open of bar ``i + 1``;
-4. :func:`genesis_fw.metrics.compute` summarises the run.
+4. :func:`genesis_fw.backtest.metrics.compute` summarises the run.
 
 Everything needed to reproduce the numbers (resolved config, strategy parameters, dataset identity
 and the SHA-256 of the exact candles used, engine version) is in the result.
@@ -25,12 +25,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import __version__
-from .config import RuntimeConfig
-from .errors import ConfigError, DataError, PluginError
-from .store import CandleStore, Dataset, locate, read
-from .strategy import Bars, Strategy
-from .timeframes import from_ms, parse_time
+from .. import __version__
+from ..config import RuntimeConfig
+from ..data.store import CandleStore, Dataset, locate, read
+from ..data.timeframes import from_ms, parse_time
+from ..errors import ConfigError, DataError, PluginError
+from ..strategy import Bars, Strategy
 
 PATHS = ("auto", "fast", "per_bar")
 
@@ -138,7 +138,7 @@ def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
     """Version number of the store file the candles came from (``None`` for the sample or unversioned files)."""
     if dataset.origin != "store":
         return None
-    from .datasets import current
+    from ..data.datasets import current
 
     meta = current(store, dataset.symbol, dataset.resampled_from or dataset.timeframe)
     return meta.version if meta is not None else None
@@ -146,7 +146,7 @@ def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
 
 def make_strategy(cfg: RuntimeConfig) -> Strategy:
     """The configured strategy plugin, its parameters checked."""
-    from .plugins import instantiate
+    from ..plugins import instantiate
 
     return instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
 

@@ -36,9 +36,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import sqlfiles
-from ._util import one_line
-from .errors import DataError
+from .. import sqlfiles
+from .._util import one_line
+from ..errors import DataError
 from .store import CandleStore, Dataset
 from .store import locate as store_locate
 from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
@@ -331,7 +331,7 @@ def locate(store: CandleStore, symbol: str, timeframe: str) -> tuple[Dataset, li
 
 def save(report: QualityReport, folder: Path) -> tuple[Path, Path]:
     """Write ``{symbol}_{timeframe}.quality.json`` and ``.quality.md`` into ``folder`` atomically."""
-    from ._util import write_text_atomic
+    from .._util import write_text_atomic
 
     stem = f"{report.symbol}_{report.timeframe}.quality"
     json_path, md_path = Path(folder) / f"{stem}.json", Path(folder) / f"{stem}.md"
@@ -345,7 +345,7 @@ def save(report: QualityReport, folder: Path) -> tuple[Path, Path]:
 
 def record(catalog_path: Path, report: QualityReport, report_path: Path) -> None:
     """Append a row to the catalog's ``quality`` table and log a ``dataset.validated`` event."""
-    from .catalog import Catalog
+    from ..catalog import Catalog
 
     c = report.counts
     row = {
@@ -374,7 +374,7 @@ def _select(checks: Iterable[str] | None) -> tuple[str, ...]:
     wanted = [checks] if isinstance(checks, str) else list(checks)
     unknown = [c for c in wanted if c not in CHECKS]
     if unknown:
-        from ._util import did_you_mean
+        from .._util import did_you_mean
 
         raise DataError(f"unknown check {unknown[0]!r}{did_you_mean(unknown[0], CHECKS)}; known: {', '.join(CHECKS)}")
     return tuple(c for c in CHECKS if c in wanted)
@@ -491,7 +491,7 @@ def _md_cell(text: str) -> str:
 
 def _data_sha256(path: Path) -> str:
     """SHA-256 of the candles' content, the digest dataset metadata and backtests use
-    (:func:`genesis_fw.datasets.content_sha256`), so a quality row joins ``dataset_versions.sha256``.
+    (:func:`genesis_fw.data.datasets.content_sha256`), so a quality row joins ``dataset_versions.sha256``.
     A file that cannot be read as candles at all is hashed byte for byte instead."""
     import pyarrow.parquet as pq
 

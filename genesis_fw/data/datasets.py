@@ -29,9 +29,9 @@ import attrs
 import numpy as np
 import pyarrow as pa
 
-from ._util import write_text_atomic
-from .catalog import Catalog
-from .errors import DataError
+from .._util import write_text_atomic
+from ..catalog import Catalog
+from ..errors import DataError
 from .store import CandleStore, Dataset, conform
 from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
 
@@ -41,8 +41,8 @@ SCHEMA_VERSION = 1
 
 def content_sha256(table: pa.Table) -> str:
     """SHA-256 of the candles' content: timestamps (int64 ms) and OHLCV (float64), little-endian."""
-    from .backtest import data_sha256
-    from .strategy import Bars
+    from ..backtest.engine import data_sha256
+    from ..strategy import Bars
 
     return data_sha256(Bars.from_table(table))
 
@@ -189,7 +189,7 @@ def update_quality(store: CandleStore, symbol: str, timeframe: str, quality_scor
 
 
 def open_version(store: CandleStore, symbol: str, timeframe: str, version: int | None = None) -> Dataset:
-    """The dataset of ``version`` (default: current), to read with :func:`genesis_fw.store.read`."""
+    """The dataset of ``version`` (default: current), to read with :func:`genesis_fw.data.store.read`."""
     if version is None:
         if not store.has(symbol, timeframe):
             raise DataError(f"the store has no {symbol} {timeframe} dataset")

@@ -1,6 +1,6 @@
 """Performance metrics of a backtest: returns, risk, drawdown and trade statistics.
 
-:func:`compute` summarises the output of :func:`genesis_fw.positions.track` as a flat dict of plain
+:func:`compute` summarises the output of :func:`genesis_fw.backtest.positions.track` as a flat dict of plain
 Python numbers (JSON-serialisable). Every return, drawdown, rate and exposure is a **fraction**
 (0.05 = 5 %), never a percentage; money is in the quote currency; times are UTC.
 
@@ -101,7 +101,7 @@ def compute(timestamp_ms: np.ndarray, equity: np.ndarray, position: np.ndarray, 
 
     ``timestamp_ms``: bar open times (int64 UTC ms, strictly increasing); ``equity``: equity at each
     bar's close; ``position``: signed position (base units) at each close; ``trades``: the (k, 9)
-    array of :func:`genesis_fw.positions.track` (``entry_bar, exit_bar, side, qty, entry_price,
+    array of :func:`genesis_fw.backtest.positions.track` (``entry_bar, exit_bar, side, qty, entry_price,
     exit_price, pnl, commission, reason``). Returns a dict with the keys :data:`KEYS`, each a plain
     ``float``/``int`` or ``None`` when undefined. Raises ``ValueError`` for no bars, mismatched
     lengths, unsorted times, a bad trades array or a non-positive ``initial_cash``.

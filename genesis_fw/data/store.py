@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import sqlfiles
-from ._util import atomic_path
-from .errors import DataError
+from .. import sqlfiles
+from .._util import atomic_path
+from ..errors import DataError
 from .timeframes import (
     TIMEFRAMES,
     check_symbol,
