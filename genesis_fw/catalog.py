@@ -83,7 +83,7 @@ MIGRATIONS: list[str] = [
         symbol        TEXT NOT NULL,
         timeframe     TEXT NOT NULL,
         version       INTEGER NOT NULL,  -- 1, 2, ... increments whenever the content changes
-        sha256        TEXT NOT NULL,     -- SHA-256 of the candles (see genesis_fw.data.datasets.content_sha256)
+        sha256        TEXT NOT NULL,     -- SHA-256 of the candles (see genesis_fw.data.hashing.content_sha256)
         num_candles   INTEGER NOT NULL,
         start_date    TEXT,              -- open time of the first / last candle, ISO 8601 UTC
         end_date      TEXT,
@@ -111,7 +111,7 @@ MIGRATIONS: list[str] = [
         outliers      INTEGER,           -- price spikes
         zero_volume   INTEGER,           -- rows with volume 0
         report_path   TEXT NOT NULL,     -- the .quality.json report
-        data_sha256   TEXT NOT NULL      -- SHA-256 of the Parquet file's bytes
+        data_sha256   TEXT NOT NULL      -- content SHA-256 of the candles (genesis_fw.data.hashing)
     );
     CREATE INDEX quality_dataset ON quality (symbol, timeframe, checked_at);
     """,

@@ -10,7 +10,6 @@ import pytest
 from conftest import BTC_2D, run_cli
 
 from genesis_fw.data.datasets import (
-    content_sha256,
     count_gaps,
     current,
     metadata_path,
@@ -20,6 +19,7 @@ from genesis_fw.data.datasets import (
     version_path,
     versions,
 )
+from genesis_fw.data.hashing import content_sha256
 from genesis_fw.data.store import CandleStore, read
 from genesis_fw.errors import DataError
 

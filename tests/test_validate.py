@@ -19,7 +19,7 @@ from conftest import BTC_2D, ETH_2D, run_cli
 
 from genesis_fw import sqlfiles
 from genesis_fw.catalog import Catalog
-from genesis_fw.data.datasets import content_sha256
+from genesis_fw.data.hashing import content_sha256
 from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.data.timeframes import timeframe_ms
 from genesis_fw.data.validate import CHECKS, DEFAULT_PARAMS, QualityReport, validate

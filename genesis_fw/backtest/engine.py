@@ -16,7 +16,6 @@ and the SHA-256 of the exact candles used, engine version) is in the result.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import RuntimeConfig
+from ..data.hashing import bars_sha256
 from ..data.store import CandleStore, Dataset, locate, read
 from ..data.timeframes import from_ms, parse_time
 from ..errors import ConfigError, DataError, PluginError
@@ -96,14 +96,6 @@ class BacktestResult:
         }
 
 
-def data_sha256(bars: Bars) -> str:
-    """SHA-256 of the exact candles used (timestamps and OHLCV as little-endian binary arrays)."""
-    h = hashlib.sha256()
-    for arr in (bars.timestamp, bars.open, bars.high, bars.low, bars.close, bars.volume):
-        h.update(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-    return h.hexdigest()
-
-
 def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, Any], list[str]]:
     """Candles of the configured range as :class:`Bars`, the dataset identity, and notes."""
     start = parse_time(cfg.start, what="start")
@@ -128,7 +120,7 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
         "first_bar": from_ms(int(bars.timestamp[0])).isoformat(),
         "last_bar": from_ms(int(bars.timestamp[-1])).isoformat(),
         "num_bars": len(bars),
-        "sha256": data_sha256(bars),
+        "sha256": bars_sha256(bars),
         "version": _version_of(store, dataset),
     }
     return bars, identity, notes

@@ -32,19 +32,12 @@ import pyarrow as pa
 from .._util import write_text_atomic
 from ..catalog import Catalog
 from ..errors import DataError
+from .hashing import content_sha256
 from .store import CandleStore, Dataset, conform
 from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
 
 #: Version of the candle schema and metadata layout written by this code.
 SCHEMA_VERSION = 1
-
-
-def content_sha256(table: pa.Table) -> str:
-    """SHA-256 of the candles' content: timestamps (int64 ms) and OHLCV (float64), little-endian."""
-    from ..backtest.engine import data_sha256
-    from ..strategy import Bars
-
-    return data_sha256(Bars.from_table(table))
 
 
 def count_gaps(timestamp_ms: np.ndarray, timeframe: str) -> int:

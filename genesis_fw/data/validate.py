@@ -21,7 +21,6 @@ Row positions in reports are 0-based row numbers in the file (``file_row_number`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -491,11 +490,11 @@ def _md_cell(text: str) -> str:
 
 def _data_sha256(path: Path) -> str:
     """SHA-256 of the candles' content, the digest dataset metadata and backtests use
-    (:func:`genesis_fw.data.datasets.content_sha256`), so a quality row joins ``dataset_versions.sha256``.
+    (:func:`genesis_fw.data.hashing.content_sha256`), so a quality row joins ``dataset_versions.sha256``.
     A file that cannot be read as candles at all is hashed byte for byte instead."""
     import pyarrow.parquet as pq
 
-    from .datasets import content_sha256
+    from .hashing import content_sha256
     from .store import COLUMNS
 
     try:
@@ -505,11 +504,9 @@ def _data_sha256(path: Path) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    from .hashing import file_sha256
+
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
+        return file_sha256(path)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return h.hexdigest()
