@@ -206,3 +206,31 @@ def test_per_bar_progress_bar_on_a_terminal_and_silence_otherwise():
     assert proc.returncode == 0 and "backtest:" in text and "300k" in text and "bar/s" in text
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_a_liquidation_is_reported_in_the_result_the_json_the_report_and_the_cli(data_dir, tmp_path):
+    # ema_rsi at 20x on real 4h candles (the bundled sample, resampled): a 5 % move wipes the account.
+    from genesis_fw.backtest import report
+
+    res = run(cfg(timeframe="4h", size=20, max_leverage=20), CandleStore.open(data_dir))
+    liq = [t for t in res.trade_records() if t["exit_reason"] == "liquidation"]
+    assert len(liq) == 1 and res.trade_records()[-1] == liq[0]  # nothing traded after it
+    info = res.liquidation()
+    assert info == {"time": liq[0]["exit_time"], "price": liq[0]["exit_price"], "side": liq[0]["side"],
+                    "bar": liq[0]["exit_bar"]}
+    assert res.summary()["liquidation"] == info
+    assert np.all(res.position[info["bar"]:] == 0) and res.metrics["final_equity"] >= 0
+    text = res.liquidation_text()
+    assert text.startswith(f"liquidated at {info['time'][:16].replace('T', ' ')} UTC at ")
+    assert f"{info['price']:,.8g}" in text
+    assert text in " ".join(report.render_html(res).split())
+    out = tmp_path / "liq.html"
+    proc = run_cli("backtest", "--timeframe", "4h", "size=20", "max_leverage=20", "--no-report", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert text in proc.stdout
+    assert json.loads(out.with_suffix(".json").read_text())["liquidation"] == info
+    # A run that never gets there says nothing about it.
+    calm = run(cfg(timeframe="4h"), CandleStore.open(data_dir))
+    assert calm.liquidation() is None and calm.liquidation_text() is None
+    assert calm.summary()["liquidation"] is None
+    assert "liquidated" not in report.render_html(calm)

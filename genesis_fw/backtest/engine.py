@@ -81,6 +81,28 @@ class BacktestResult:
             })
         return out
 
+    def liquidation(self) -> dict[str, Any] | None:
+        """The run's liquidation, ``None`` if it had none: ``time`` (ISO 8601 UTC open time of the bar it
+        happened in), ``price`` (fill, quote currency), ``side`` of the position and ``bar`` index."""
+        from .positions import EXIT_REASONS
+
+        code = EXIT_REASONS.index("liquidation")
+        rows = np.flatnonzero(self.trades[:, 8] == code) if len(self.trades) else ()
+        if not len(rows):
+            return None
+        row = self.trades[int(rows[-1])]
+        bar = int(row[1])
+        return {"time": from_ms(int(self.bars.timestamp[bar])).isoformat(), "price": float(row[5]),
+                "side": "long" if row[2] > 0 else "short", "bar": bar}
+
+    def liquidation_text(self) -> str | None:
+        """One line for the report and the CLI: ``liquidated at <bar time> UTC at <price> ...``."""
+        liq = self.liquidation()
+        if liq is None:
+            return None
+        return (f"liquidated at {liq['time'][:16].replace('T', ' ')} UTC at {liq['price']:,.8g} "
+                f"({liq['side']}, inside the bar opening then); flat for the rest of the run")
+
     def summary(self) -> dict[str, Any]:
         """The JSON-ready record of the run (no per-bar arrays)."""
         return {
@@ -92,6 +114,7 @@ class BacktestResult:
             "dataset": self.dataset,
             "path": self.path,
             "metrics": self.metrics,
+            "liquidation": self.liquidation(),
             "notes": list(self.notes),
         }
 
