@@ -236,7 +236,7 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,
         cfg.stop_loss or 0.0, cfg.take_profit or 0.0,
     )
-    summary = metrics.compute(bars.timestamp, equity, position, trades, cfg.initial_cash)
+    summary = metrics.compute(bars.timestamp, equity, position, trades, cfg.initial_cash, timeframe=cfg.timeframe)
     params = attrs.asdict(strategy.params)
     return BacktestResult(
         run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8],
