@@ -101,6 +101,7 @@ def track(open_, high, low, close, targets, initial_cash, commission, slip, size
     entry_fill = 0.0
     entry_fee = 0.0
     entry_bar = -1
+    liq = 0.0
     halted = False
     for i in range(n):
         o = open_[i]
@@ -128,9 +129,11 @@ def track(open_, high, low, close, targets, initial_cash, commission, slip, size
                         side = d
                         entry_fill = fill
                         entry_bar = i
-        if side != 0:
-            # Market price at which closing everything leaves equity == maintenance (fees included).
-            liq = (maintenance - cash) / (qty * (1.0 - commission * side) * (1.0 - slip * side))
+                        # Market price at which closing everything leaves equity == maintenance (costs
+                        # included); cash and qty stay fixed while the position is open.
+                        liq = (maintenance - cash) / (qty * (1.0 - commission * side) * (1.0 - slip * side))
+        if side != 0 and (stop_loss > 0 or take_profit > 0 or (
+                min(o, low[i]) <= liq if side > 0 else max(o, high[i]) >= liq)):
             exit_price = 0.0
             reason = -1
             at_level = False
