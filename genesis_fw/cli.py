@@ -284,6 +284,8 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     for key, label, kind in _SUMMARY:
         if key in result.metrics:
             click.echo(f"  {label:<14} {_fmt(result.metrics[key], kind):>14}")
+    if result.liquidation_text():
+        click.echo(f"  Account {result.liquidation_text()}")
     click.echo(f"Run {result.run_id}; wrote " + ", ".join(str(p) for p in paths.values()))
 
 

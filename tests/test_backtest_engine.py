@@ -206,3 +206,62 @@ def test_per_bar_progress_bar_on_a_terminal_and_silence_otherwise():
     assert proc.returncode == 0 and "backtest:" in text and "300k" in text and "bar/s" in text
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_a_liquidation_is_reported_in_the_result_the_json_the_report_and_the_cli(data_dir, tmp_path):
+    # ema_rsi at 20x on real 4h candles (the bundled sample, resampled): a 5 % move wipes the account.
+    from genesis_fw.backtest import report
+
+    res = run(cfg(timeframe="4h", size=20, max_leverage=20), CandleStore.open(data_dir))
+    liq = [t for t in res.trade_records() if t["exit_reason"] == "liquidation"]
+    assert len(liq) == 1 and res.trade_records()[-1] == liq[0]  # nothing traded after it
+    info = res.liquidation()
+    assert info == {"time": liq[0]["exit_time"], "price": liq[0]["exit_price"], "side": liq[0]["side"],
+                    "bar": liq[0]["exit_bar"]}
+    assert res.summary()["liquidation"] == info
+    assert np.all(res.position[info["bar"]:] == 0) and res.metrics["final_equity"] >= 0
+    text = res.liquidation_text()
+    assert text.startswith(f"liquidated at {info['time'][:16].replace('T', ' ')} UTC at ")
+    assert f"{info['price']:,.8g}" in text
+    assert text in " ".join(report.render_html(res).split())
+    out = tmp_path / "liq.html"
+    proc = run_cli("backtest", "--timeframe", "4h", "size=20", "max_leverage=20", "--no-report", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert text in proc.stdout
+    assert json.loads(out.with_suffix(".json").read_text())["liquidation"] == info
+    # A run that never gets there says nothing about it.
+    calm = run(cfg(timeframe="4h"), CandleStore.open(data_dir))
+    assert calm.liquidation() is None and calm.liquidation_text() is None
+    assert calm.summary()["liquidation"] is None
+    assert "liquidated" not in report.render_html(calm)
+
+
+class _HoldLong(Strategy):
+    """Long from the first bar's close to the end: the equity follows the price on every timeframe."""
+
+    def next(self, i):
+        return 1.0 if i == 0 else None
+
+
+@pytest.mark.parametrize("timeframe", ["1h", "1D", "1W", "1M"])
+def test_cagr_annualises_the_elapsed_calendar_time_on_every_timeframe(data_dir, timeframe, monkeypatch):
+    # The bundled real sample (2019-04..06) resampled to each timeframe; the strategy is given directly.
+    from datetime import UTC, datetime, timedelta
+
+    from genesis_fw.backtest import engine
+
+    monkeypatch.setattr(engine, "make_strategy", lambda _cfg: _HoldLong())
+    res = run(cfg(timeframe=timeframe), CandleStore.open(data_dir))
+    ts = res.bars.timestamp
+    first = datetime.fromtimestamp(int(ts[0]) / 1000, UTC)
+    last = datetime.fromtimestamp(int(ts[-1]) / 1000, UTC)
+    if timeframe == "1M":
+        end = datetime(last.year + last.month // 12, last.month % 12 + 1, 1, tzinfo=UTC)
+    else:
+        end = last + {"1h": timedelta(hours=1), "1D": timedelta(days=1), "1W": timedelta(weeks=1)}[timeframe]
+    m = res.metrics
+    ratio = m["final_equity"] / res.config.initial_cash
+    assert m["num_trades"] == 1 and ratio > 1.5  # BTC more than doubled in the sample's quarter
+    assert m["cagr"] == pytest.approx(ratio ** (timedelta(days=365.25) / (end - first)) - 1, rel=1e-12)
+    assert 5 < m["cagr"] < 100  # sane: hundreds of percent a year, not 4,571,194 % or 1e27 %
+    assert m["num_days"] == (end - timedelta(milliseconds=1)).date().toordinal() - first.date().toordinal() + 1

@@ -169,3 +169,174 @@ def test_equity_identity_holds_at_every_bar():
     assert eq[-1] == pytest.approx(1000 + trades[:, 6].sum())
     # Trades never overlap and are in time order.
     assert np.all(trades[1:, 0] >= trades[:-1, 1])
+
+
+# --------------------------------------------------------------------------- liquidation inside the bar
+
+
+def run_m(open_, targets, *, maintenance=0.0, **kwargs):
+    """``run`` with a maintenance level (equity in quote currency at which the position is liquidated)."""
+    o = np.asarray(open_, dtype=float)
+    h = np.asarray(kwargs.pop("high", o), dtype=float)
+    lo = np.asarray(kwargs.pop("low", o), dtype=float)
+    c = np.asarray(kwargs.pop("close", o), dtype=float)
+    args = {"cash": 1000.0, "commission": 0.0, "slip": 0.0, "size": 1.0, "stop_loss": 0.0, "take_profit": 0.0}
+    args.update(kwargs)
+    return track(o, h, lo, c, np.asarray(targets, dtype=float), args["cash"], args["commission"], args["slip"],
+                 args["size"], args["stop_loss"], args["take_profit"], maintenance)
+
+
+def assert_flat_after(eq, pos, trades, bar):
+    """Liquidated in ``bar``: the last trade, flat and the equity frozen from that close on."""
+    assert reasons(trades)[-1] == "liquidation" and trades[-1, 1] == bar
+    assert np.all(pos[bar:] == 0)
+    assert np.all(eq[bar:] == eq[bar])
+
+
+def test_short_is_liquidated_inside_the_bar_at_the_level_not_at_the_close():
+    # 2x short at 100 from 1000: 20 units, cash 3000, equity(p) = 3000 - 20 p = 0 at p = 150.
+    # Bar 2 trades up to 160 but closes at 120 (equity 600 at the close): the high crossed 150.
+    # The long signal afterwards is not executed: the account stays flat.
+    eq, pos, trades = run_m([100, 100, 110, 120, 130], [-1, NAN, 1, NAN, NAN], size=2.0,
+                            high=[100, 100, 160, 120, 130], low=[100, 100, 105, 120, 130],
+                            close=[100, 100, 120, 120, 130])
+    assert reasons(trades) == ["liquidation"]
+    assert trades[0, 5] == pytest.approx(150.0)
+    assert trades[0, 6] == pytest.approx(-20 * 50.0)
+    assert eq[2] == pytest.approx(0.0, abs=1e-9) and eq[2] >= 0
+    assert_flat_after(eq, pos, trades, 2)
+
+
+def test_leveraged_long_is_liquidated_at_the_low_side_with_a_maintenance_level():
+    # 3x long at 100 from 1000: 30 units, cash -2000, equity(p) = 30 p - 2000.
+    # Maintenance 100 -> liquidated at p = 2100 / 30 = 70; bar 2's low is 60, its close 90.
+    eq, pos, trades = run_m([100, 100, 95, 90], [1, NAN, NAN, NAN], size=3.0, maintenance=100.0,
+                            high=[100, 100, 96, 90], low=[100, 100, 60, 90], close=[100, 100, 90, 90])
+    assert reasons(trades) == ["liquidation"]
+    assert trades[0, 5] == pytest.approx(70.0)
+    assert eq[2] == pytest.approx(100.0) and eq[2] >= 100.0
+    assert_flat_after(eq, pos, trades, 2)
+    # With the default level (0) the same bar does not reach 2000 / 30 = 66.67: nothing changes.
+    eq0, _, trades0 = run_m([100, 100, 95, 90], [1, NAN, NAN, NAN], size=3.0,
+                            high=[100, 100, 96, 90], low=[100, 100, 67, 90], close=[100, 100, 90, 90])
+    assert reasons(trades0) == ["end"] and eq0[-1] == pytest.approx(30 * 90 - 2000)
+
+
+def test_liquidation_level_includes_the_closing_commission_and_slippage():
+    # Short 2x at 100 with 1 % commission and 10 bps slippage. The level is the market price whose
+    # close-out (fill = p * (1 + slip), fee = c * units * fill) leaves exactly 0 equity.
+    c, slip = 0.01, 0.001
+    entry = 100 * (1 - slip)
+    units = 2000 / (entry * (1 + c))
+    cash = 1000 + units * entry - c * units * entry
+    fill = cash / (units * (1 + c))  # cash - units * fill - c * units * fill = 0
+    level = fill / (1 + slip)
+    eq, pos, trades = run_m([100, 100, 100, 100], [-1, NAN, NAN, NAN], size=2.0, commission=c, slip=slip,
+                            high=[100, 100, level + 1, 100], low=[100, 100, 99, 100])
+    assert reasons(trades) == ["liquidation"]
+    assert trades[0, 5] == pytest.approx(fill, rel=1e-12)
+    assert trades[0, 7] == pytest.approx(c * units * entry + c * units * fill, rel=1e-12)
+    assert eq[2] >= 0 and eq[2] == pytest.approx(0.0, abs=1e-9)
+    assert trades[0, 6] == pytest.approx(-1000, rel=1e-9)  # the whole account, commissions included
+    # A high just below the level is not a liquidation.
+    _, _, safe = run_m([100, 100, 100, 100], [-1, NAN, NAN, NAN], size=2.0, commission=c, slip=slip,
+                       high=[100, 100, level * (1 - 1e-9), 100], low=[100, 100, 99, 100])
+    assert reasons(safe) == ["end"]
+
+
+def test_gap_through_the_level_fills_at_the_open():
+    # 2x short at 100 (level 150); bar 2 opens at 170: filled at the open, 3000 - 20 * 170 = -400.
+    # Beyond the level where equity is 0 the account ends below 0 (the fill is the market's open).
+    eq, pos, trades = run_m([100, 100, 170, 100], [-1, NAN, NAN, NAN], size=2.0,
+                            high=[100, 100, 175, 100], low=[100, 100, 165, 100], close=[100, 100, 170, 100])
+    assert reasons(trades) == ["liquidation"] and trades[0, 5] == pytest.approx(170.0)
+    assert eq[2] == pytest.approx(-400.0)
+    assert_flat_after(eq, pos, trades, 2)
+    # Maintenance 500 (level 125), open 130: below the maintenance level but above 0.
+    eq, pos, trades = run_m([100, 100, 130, 100], [-1, NAN, NAN, NAN], size=2.0, maintenance=500.0,
+                            high=[100, 100, 131, 100], low=[100, 100, 129, 100], close=[100, 100, 130, 100])
+    assert reasons(trades) == ["liquidation"] and trades[0, 5] == pytest.approx(130.0)
+    assert eq[2] == pytest.approx(400.0)
+
+
+def test_stop_and_liquidation_in_the_same_bar_the_nearer_level_fills_first():
+    # 3x long at 100: equity 0 at 66.67. The price falls from the open to the low through both levels.
+    kw = {"size": 3.0, "high": [100, 100, 100, 100, 100, 100], "low": [100, 100, 60, 100, 100, 100]}
+    o = [100, 100, 100, 100, 100, 100]
+    # Stop at 80 lies above the liquidation level: the stop fills first at 80, and trading continues.
+    eq, pos, trades = run_m(o, [1, NAN, NAN, 1, NAN, NAN], stop_loss=0.2, **kw)
+    assert reasons(trades) == ["stop_loss", "end"] and trades[0, 5] == pytest.approx(80.0)
+    assert eq[2] == pytest.approx(30 * 80 - 2000)
+    assert trades[1, 0] == 4
+    # Stop at 60 lies beyond the liquidation level: liquidated at 66.67 first, the stop never fills.
+    eq, pos, trades = run_m(o, [1, NAN, NAN, 1, NAN, NAN], stop_loss=0.4, **kw)
+    assert reasons(trades) == ["liquidation"] and trades[0, 5] == pytest.approx(2000 / 30)
+    assert_flat_after(eq, pos, trades, 2)
+    # A gap through both: the open is already beyond the liquidation level -> liquidation at the open.
+    eq, pos, trades = run_m([100, 100, 50, 100, 100, 100], [1, NAN, NAN, 1, NAN, NAN], stop_loss=0.2,
+                            size=3.0, high=[100, 100, 55, 100, 100, 100], low=[100, 100, 45, 100, 100, 100])
+    assert reasons(trades) == ["liquidation"] and trades[0, 5] == pytest.approx(50.0)
+    assert_flat_after(eq, pos, trades, 2)
+
+
+def test_liquidation_and_take_profit_in_one_bar_assumes_the_liquidation():
+    # 2x short at 100: take-profit at 90 and the liquidation level 150 both inside bar 2's range.
+    eq, pos, trades = run_m([100, 100, 100, 100], [-1, NAN, NAN, NAN], size=2.0, take_profit=0.1,
+                            high=[100, 100, 160, 100], low=[100, 100, 85, 100])
+    assert reasons(trades) == ["liquidation"] and trades[0, 5] == pytest.approx(150.0)
+    assert_flat_after(eq, pos, trades, 2)
+
+
+@pytest.mark.parametrize("maintenance", [0.0, 250.0])
+def test_equity_never_below_the_maintenance_level_without_gaps(maintenance):
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        n = 400
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+        o = np.r_[100.0, close[:-1]]  # no gaps: each bar opens at the previous close
+        wick = np.abs(rng.normal(0, 0.02, n))
+        high = np.maximum(o, close) * (1 + wick)
+        low = np.minimum(o, close) * (1 - wick)
+        t = rng.choice([1.0, -1.0, 0.0, NAN], size=n, p=[0.03, 0.03, 0.01, 0.93])
+        size = float(rng.choice([1.0, 3.0, 8.0]))
+        eq, pos, trades = track(o, high, low, close, t, 1000.0, 0.002, 0.0005, size, 0.0, 0.0, maintenance)
+        assert np.all(eq >= maintenance - 1e-9)
+        liq = np.flatnonzero(trades[:, 8] == EXIT_REASONS.index("liquidation"))
+        assert liq.size <= 1
+        if liq.size:
+            assert liq[0] == trades.shape[0] - 1  # nothing is traded after it
+            assert_flat_after(eq, pos, trades, int(trades[-1, 1]))
+        assert eq[-1] == pytest.approx(1000 + trades[:, 6].sum(), abs=1e-6)
+
+
+def resample_sample(hours):
+    """The bundled real tBTCUSD 1m sample as ``hours``-hour candles (UTC-aligned, empty buckets absent)."""
+    from genesis_fw.testing import sample_bars
+
+    b = sample_bars(10**7)
+    key = np.asarray(b.timestamp, dtype=np.int64) // (hours * 3_600_000)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], key.size] - 1
+    return (b.open[starts], np.maximum.reduceat(b.high, starts), np.minimum.reduceat(b.low, starts),
+            b.close[ends])
+
+
+def test_real_candles_leveraged_short_ends_at_zero_not_below():
+    # Real 4h BTC candles, April-June 2019 (BTC roughly tripled): a 2x short from the first bar is
+    # wiped out. Checking only at the close ended the run below zero; inside the bar it ends at 0.
+    o, h, lo, c = resample_sample(4)
+    cm = 0.002
+    t = np.full(o.size, NAN)
+    t[0] = -1.0
+    eq, pos, trades = track(o, h, lo, c, t, 10_000.0, cm, 0.0, 2.0, 0.0, 0.0)
+    assert reasons(trades) == ["liquidation"]
+    # Independent level: units and cash after the entry at open[1]; equity 0 after the closing fee.
+    units = 20_000.0 / (o[1] * (1 + cm))
+    cash = 10_000.0 + units * o[1] * (1 - cm)
+    level = cash / (units * (1 + cm))
+    hit = 1 + int(np.flatnonzero(h[1:] >= level)[0])
+    assert trades[0, 1] == hit
+    assert trades[0, 5] == pytest.approx(max(o[hit], level), rel=1e-12)
+    assert c[hit] < level  # closed back below the level: checking only the close missed this bar
+    assert np.all(eq >= -1e-9) and eq[-1] == pytest.approx(0.0, abs=1e-6)
+    assert_flat_after(eq, pos, trades, hit)

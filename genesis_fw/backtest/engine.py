@@ -81,6 +81,28 @@ class BacktestResult:
             })
         return out
 
+    def liquidation(self) -> dict[str, Any] | None:
+        """The run's liquidation, ``None`` if it had none: ``time`` (ISO 8601 UTC open time of the bar it
+        happened in), ``price`` (fill, quote currency), ``side`` of the position and ``bar`` index."""
+        from .positions import EXIT_REASONS
+
+        code = EXIT_REASONS.index("liquidation")
+        rows = np.flatnonzero(self.trades[:, 8] == code) if len(self.trades) else ()
+        if not len(rows):
+            return None
+        row = self.trades[int(rows[-1])]
+        bar = int(row[1])
+        return {"time": from_ms(int(self.bars.timestamp[bar])).isoformat(), "price": float(row[5]),
+                "side": "long" if row[2] > 0 else "short", "bar": bar}
+
+    def liquidation_text(self) -> str | None:
+        """One line for the report and the CLI: ``liquidated at <bar time> UTC at <price> ...``."""
+        liq = self.liquidation()
+        if liq is None:
+            return None
+        return (f"liquidated at {liq['time'][:16].replace('T', ' ')} UTC at {liq['price']:,.8g} "
+                f"({liq['side']}, inside the bar opening then); flat for the rest of the run")
+
     def summary(self) -> dict[str, Any]:
         """The JSON-ready record of the run (no per-bar arrays)."""
         return {
@@ -92,6 +114,7 @@ class BacktestResult:
             "dataset": self.dataset,
             "path": self.path,
             "metrics": self.metrics,
+            "liquidation": self.liquidation(),
             "notes": list(self.notes),
         }
 
@@ -213,7 +236,7 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,
         cfg.stop_loss or 0.0, cfg.take_profit or 0.0,
     )
-    summary = metrics.compute(bars.timestamp, equity, position, trades, cfg.initial_cash)
+    summary = metrics.compute(bars.timestamp, equity, position, trades, cfg.initial_cash, timeframe=cfg.timeframe)
     params = attrs.asdict(strategy.params)
     return BacktestResult(
         run_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8],

@@ -4,10 +4,14 @@
 Python numbers (JSON-serialisable). Every return, drawdown, rate and exposure is a **fraction**
 (0.05 = 5 %), never a percentage; money is in the quote currency; times are UTC.
 
-Daily returns (see :func:`daily_returns`) sample the equity at each UTC calendar day's close, i.e.
-the last bar whose open time falls on that day; days without bars are absent (not filled). The
-return-based ratios follow empyrical's conventions with 365 periods a year (crypto trades every
-day) and a risk-free rate / required return of 0.
+Time is calendar time. The run lasts from the first bar's open to the last bar's close (its open
+plus the timeframe; a calendar month for ``1M``), whatever the timeframe and however many bars are
+missing; every annualised figure uses that elapsed time with a year of :data:`YEAR_DAYS` days.
+Daily returns (see :func:`daily_returns`) are taken on every UTC calendar day of the run: a bar's
+equity belongs to the day its close falls in, and a day in which no bar closes (missing data, or
+the inside of a 1W/1M bar) keeps the previous day's equity, a 0 return. The return-based ratios
+follow empyrical's conventions on that calendar-day series with :data:`YEAR_DAYS` periods a year
+and a risk-free rate / required return of 0.
 
 A metric that is undefined for the run (no trades, no losing trade, zero dispersion, too few days,
 no drawdown, ...) is ``None``: never NaN, infinity or a made-up number. The full definitions are in
@@ -20,8 +24,13 @@ import math
 
 import numpy as np
 
-#: Periods per year used to annualise daily figures (crypto markets trade 365 days a year).
-PERIODS_PER_YEAR = 365
+from ..data.timeframes import TIMEFRAMES
+
+#: Days in a year (the mean calendar year) for every annualised figure: CAGR's exponent is
+#: ``YEAR_DAYS`` days / elapsed time, and daily figures are annualised with ``YEAR_DAYS`` periods.
+YEAR_DAYS = 365.25
+#: Periods per year of the calendar-day return series (one return per calendar day).
+PERIODS_PER_YEAR = YEAR_DAYS
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 #: Daily returns whose spread (max - min) is at most this are treated as constant (standard deviation 0):
@@ -62,51 +71,77 @@ def _check_series(timestamp_ms, equity) -> tuple[np.ndarray, np.ndarray]:
     return ts, eq
 
 
-def _day_ends(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(UTC day number of each bar, index of the last bar of each day that has bars)."""
-    day = ts // DAY_MS  # floor division: correct for times before 1970 too
-    ends = np.flatnonzero(day[1:] != day[:-1])
-    return day, np.append(ends, ts.shape[0] - 1) if ts.shape[0] else ends
+def _check_timeframe(timeframe) -> str:
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {' '.join(TIMEFRAMES)}")
+    return timeframe
 
 
-def _daily(ts: np.ndarray, eq: np.ndarray, cash: float) -> tuple[np.ndarray, np.ndarray]:
+def bar_ends_ms(timestamp_ms, timeframe: str) -> np.ndarray:
+    """Close times (UTC ms, exclusive) of bars opening at ``timestamp_ms``: the open plus the
+    timeframe's width; for ``1M`` the first instant of the next calendar month."""
+    ts = np.asarray(timestamp_ms, dtype=np.int64)
+    width = TIMEFRAMES[_check_timeframe(timeframe)]
+    if width:
+        return ts + width
+    month = ts.astype("datetime64[ms]").astype("datetime64[M]")
+    return (month + 1).astype("datetime64[ms]").astype(np.int64)
+
+
+def _daily(ts: np.ndarray, ends: np.ndarray, eq: np.ndarray, cash: float) -> tuple[np.ndarray, np.ndarray]:
     if ts.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    day, ends = _day_ends(ts)
-    closes = eq[ends]
-    prev = np.empty_like(closes)
+    # Floor division: correct for times before 1970 too. A close at 00:00 belongs to the day before.
+    close_day = (ends - 1) // DAY_MS
+    first = int(ts[0] // DAY_MS)
+    n_days = int(close_day[-1]) - first + 1
+    last_of_day = np.append(np.flatnonzero(close_day[1:] != close_day[:-1]), ts.shape[0] - 1)
+    day_index = close_day[last_of_day] - first
+    closes = np.empty(n_days)
+    closes[day_index] = eq[last_of_day]
+    # Days in which no bar closes keep the previous day's equity (initial_cash before the first close).
+    source = np.full(n_days, -1, dtype=np.int64)
+    source[day_index] = day_index
+    np.maximum.accumulate(source, out=source)
+    daily = np.where(source >= 0, closes[np.maximum(source, 0)], cash)
+    prev = np.empty_like(daily)
     prev[0] = cash
-    prev[1:] = closes[:-1]
+    prev[1:] = daily[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        returns = np.where(prev > 0, closes / prev - 1.0, np.nan)
-    return day[ends] * DAY_MS, returns
+        returns = np.where(prev > 0, daily / prev - 1.0, np.nan)
+    return (first + np.arange(n_days, dtype=np.int64)) * DAY_MS, returns
 
 
-def daily_returns(timestamp_ms, equity, initial_cash) -> tuple[np.ndarray, np.ndarray]:
-    """Daily returns of an equity curve: ``(day start ms, returns as fractions)``.
+def daily_returns(timestamp_ms, equity, initial_cash, *, timeframe: str) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar-day returns of an equity curve: ``(day start ms, returns as fractions)``.
 
-    ``timestamp_ms`` are the bars' open times (UTC ms, strictly increasing) and ``equity`` the
-    equity at each bar's close. A bar belongs to the UTC day its open time falls on; day ``d``'s
-    equity ``E_d`` is the equity at the close of that day's last bar. ``r_1 = E_1 / initial_cash - 1``
-    and ``r_d = E_d / E_{d-1} - 1``. Days without bars are absent. A return whose previous equity is
-    <= 0 (after a liquidation) is undefined and NaN.
+    ``timestamp_ms`` are the bars' open times (UTC ms, strictly increasing), ``equity`` the equity at
+    each bar's close and ``timeframe`` the bars' timeframe (``1h``, ``1D``, ``1W``, ``1M``, ...). A
+    bar's equity belongs to the UTC day its close falls in (the day of the last instant it covers:
+    a bar closing at 00:00 belongs to the day before). Every calendar day from the first bar's open
+    to the last bar's close has a return: day ``d``'s equity ``E_d`` is the equity at the last close
+    in that day, or ``E_{d-1}`` when no bar closes in it (``initial_cash`` before the first close).
+    ``r_1 = E_1 / initial_cash - 1`` and ``r_d = E_d / E_{d-1} - 1``. A return whose previous equity
+    is <= 0 (after a liquidation) is undefined and NaN.
     """
     ts, eq = _check_series(timestamp_ms, equity)
-    return _daily(ts, eq, _check_cash(initial_cash))
+    return _daily(ts, bar_ends_ms(ts, timeframe), eq, _check_cash(initial_cash))
 
 
 def compute(timestamp_ms: np.ndarray, equity: np.ndarray, position: np.ndarray, trades: np.ndarray,
-            initial_cash: float) -> dict[str, float | int | None]:
+            initial_cash: float, *, timeframe: str) -> dict[str, float | int | None]:
     """Summarise a run; see the module docstring and ``docs/BACKTEST_GUIDE.md`` for the definitions.
 
     ``timestamp_ms``: bar open times (int64 UTC ms, strictly increasing); ``equity``: equity at each
     bar's close; ``position``: signed position (base units) at each close; ``trades``: the (k, 9)
     array of :func:`genesis_fw.backtest.positions.track` (``entry_bar, exit_bar, side, qty, entry_price,
-    exit_price, pnl, commission, reason``). Returns a dict with the keys :data:`KEYS`, each a plain
+    exit_price, pnl, commission, reason``); ``timeframe``: the bars' timeframe, which fixes each bar's
+    close and so the run's elapsed time. Returns a dict with the keys :data:`KEYS`, each a plain
     ``float``/``int`` or ``None`` when undefined. Raises ``ValueError`` for no bars, mismatched
-    lengths, unsorted times, a bad trades array or a non-positive ``initial_cash``.
+    lengths, unsorted times, a bad trades array, an unknown timeframe or a non-positive ``initial_cash``.
     """
     ts, eq = _check_series(timestamp_ms, equity)
+    _check_timeframe(timeframe)
     cash = _check_cash(initial_cash)
     pos = np.asarray(position, dtype=np.float64)
     tr = np.asarray(trades, dtype=np.float64)
@@ -125,13 +160,17 @@ def compute(timestamp_ms: np.ndarray, equity: np.ndarray, position: np.ndarray, 
     out["final_equity"] = _num(final)
     out["num_bars"] = int(n)
 
-    # --- daily returns: CAGR, volatility, Sharpe, Sortino ---
-    _, r = _daily(ts, eq, cash)
-    nd = int(r.shape[0])
-    out["num_days"] = nd
+    # --- elapsed calendar time: first bar's open to last bar's close ---
+    ends = bar_ends_ms(ts, timeframe)
+    elapsed_days = (int(ends[-1]) - int(ts[0])) / DAY_MS
     if ratio >= 0:
         with np.errstate(over="ignore"):
-            out["cagr"] = _num(np.float64(ratio) ** (PERIODS_PER_YEAR / nd) - 1.0)
+            out["cagr"] = _num(np.float64(ratio) ** (YEAR_DAYS / elapsed_days) - 1.0)
+
+    # --- calendar-day returns: volatility, Sharpe, Sortino ---
+    _, r = _daily(ts, ends, eq, cash)
+    nd = int(r.shape[0])
+    out["num_days"] = nd
     if nd >= 2 and np.isfinite(r).all():
         ann = math.sqrt(PERIODS_PER_YEAR)
         mean = float(r.mean())
@@ -155,9 +194,7 @@ def compute(timestamp_ms: np.ndarray, equity: np.ndarray, position: np.ndarray, 
     k = int(tr.shape[0])
     out["num_trades"] = k
     out["total_commission"] = _num(tr[:, 7].sum()) if k else 0.0
-    span_days = (int(ts[-1]) - int(ts[0])) / DAY_MS
-    if span_days > 0:
-        out["trades_per_day"] = _num(k / span_days)
+    out["trades_per_day"] = _num(k / elapsed_days)
     if k:
         pnl = tr[:, 6]
         win = pnl > 0

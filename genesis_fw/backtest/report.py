@@ -514,6 +514,7 @@ def _context(result: Any) -> dict[str, Any]:
         "resampled_from": d.get("resampled_from"),
         "sha256": format_value(d.get("sha256")),
         "notes": list(result.notes),
+        "liquidation": result.liquidation_text(),
         "kpis": [_metric_row(k, m[k]) for k in KPI_KEYS if k in m],
         "metric_groups": _metric_groups(m),
         "params": [(str(k), format_value(v)) for k, v in result.params.items()],
