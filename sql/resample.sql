@@ -1,6 +1,8 @@
--- Candles aggregated into coarser, epoch-aligned UTC buckets.
+-- Candles aggregated into coarser UTC buckets: the slots of the timeframe's grid.
 -- $source    Parquet file of finer candles ([timestamp, open, high, low, close, volume])
 -- $bucket_ms bucket width in ms; 0 means calendar months
+-- $origin_ms open time of one bucket, ms since the epoch: 345600000 (Monday 1970-01-05) for whole weeks,
+--            so weeks open on Mondays 00:00 UTC; 0 (the epoch) otherwise. Buckets open whole widths from it.
 -- $lo_ms, $hi_ms        source rows read: timestamp in [lo, hi) (lets DuckDB skip row groups)
 -- $start_ms, $end_ms    buckets returned: open time in [start, end)
 -- open = first open, high = max, low = min, close = last close, volume = sum.
@@ -15,7 +17,7 @@ bucketed AS (
     SELECT
         CASE WHEN $bucket_ms = 0
              THEN epoch_ms(date_trunc('month', timestamp))
-             ELSE ts_ms - (ts_ms % $bucket_ms)
+             ELSE ts_ms - ((ts_ms - $origin_ms) % nullif($bucket_ms, 0) + $bucket_ms) % nullif($bucket_ms, 0)
         END AS bucket_ms,
         ts_ms, open, high, low, close, volume
     FROM src

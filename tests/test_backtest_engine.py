@@ -63,6 +63,22 @@ def test_sample_fallback_and_on_the_fly_resampling_are_reported(data_dir):
     assert result.dataset["num_bars"] == np.unique(ts // 3_600_000).size < 91 * 24
 
 
+def test_weekly_backtest_bars_are_monday_weeks_from_the_first_day_of_data(data_dir):
+    """The bundled sample starts on Monday 2019-04-01 00:00 UTC: the first weekly bar opens there, not on the
+    Thursday before, and every bar opens on a Monday."""
+    from datetime import UTC, datetime
+
+    result = run(cfg(timeframe="1W"), CandleStore.open(data_dir))
+    assert result.dataset["resampled_from"] == "1m" and result.dataset["origin"] == "sample"
+    first_candle = sample_bars(10**7).timestamp[0]
+    assert result.dataset["first_bar"] == datetime.fromtimestamp(first_candle / 1000, UTC).isoformat() \
+        == "2019-04-01T00:00:00+00:00"
+    opens = [datetime.fromisoformat(t) for t in (result.dataset["first_bar"], result.dataset["last_bar"])]
+    assert [d.weekday() for d in opens] == [0, 0] and result.dataset["num_bars"] == 13
+    later = run(cfg(timeframe="1W", start="2019-04-03"), CandleStore.open(data_dir))  # a Wednesday
+    assert later.dataset["first_bar"] == "2019-04-08T00:00:00+00:00"  # the first week opening in the range
+
+
 def test_run_is_reproducible_and_identifies_its_data(btc_store):
     a = run(cfg(), CandleStore.open(btc_store))
     b = run(cfg(), CandleStore.open(btc_store))

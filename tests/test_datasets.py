@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -87,6 +88,64 @@ def test_count_gaps():
 
     assert count_gaps(np.array([0, 60_000, 180_000, 240_000, 600_000]), "1m") == 2
     assert count_gaps(np.array([], dtype=np.int64), "1m") == 0
+
+
+def test_count_gaps_counts_slots_of_the_same_grid_as_validate(tmp_path):
+    """count_gaps (dataset metadata) and the gaps check (validate) count the same runs of missing slots,
+    weeks on the Monday grid included."""
+    import numpy as np
+    import pyarrow as pa
+
+    from genesis_fw.data.timeframes import to_ms
+    from genesis_fw.data.validate import validate
+
+    def day(text):
+        return to_ms(datetime.fromisoformat(text).replace(tzinfo=UTC))
+
+    cases = [
+        # Mondays 04-01 and 04-15 plus Sunday 04-14, which lies in the week of Monday 04-08: no week is missing
+        ("1W", ["2019-04-01", "2019-04-14", "2019-04-15"], 0),
+        # Mondays 04-01, 04-22 and 05-06: the weeks of 04-08 and 04-15, and that of 04-29: two runs
+        ("1W", ["2019-04-01", "2019-04-22", "2019-05-06"], 2),
+        # Thursday 04-04 falls in the week of Monday 04-01, Monday 04-08 opens the next one: no gap
+        ("1W", ["2019-04-04", "2019-04-08"], 0),
+        # fortnights from Monday 1970-01-05: 03-25, 04-08 (holds Sunday 04-21), 04-22 missing, 05-06
+        ("14D", ["2019-03-25", "2019-04-21", "2019-05-06"], 1),
+        ("1D", ["2019-04-01", "2019-04-02T12:00", "2019-04-03", "2019-04-05"], 1),
+        ("1M", ["2019-01-31", "2019-02-01", "2019-04-30"], 1),
+    ]
+    for timeframe, times, runs in cases:
+        ts = np.array([day(t) for t in times], dtype=np.int64)
+        path = tmp_path / "c.parquet"
+        ones = {c: pa.array(np.ones(ts.size)) for c in ("open", "high", "low", "close", "volume")}
+        pq.write_table(pa.table({"timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")), **ones}), path)
+        assert validate(path, "tBTCUSD", timeframe, checks=["gaps"]).counts["gaps"] == runs, (timeframe, times)
+        assert count_gaps(ts, timeframe) == runs, (timeframe, times)
+
+
+def test_cli_import_refuses_thursday_weeks_in_one_line(data_dir, tmp_path):
+    """Weekly candles opening on Thursdays (the epoch's weekday) are not the store's 1W: refused, nothing stored."""
+    import numpy as np
+    import pyarrow as pa
+
+    from genesis_fw.data.timeframes import to_ms
+
+    thursday = to_ms(datetime(2019, 3, 28, tzinfo=UTC))
+    ts = thursday + np.arange(5, dtype=np.int64) * 7 * 86_400_000
+    src = tmp_path / "weekly.parquet"
+    pq.write_table(pa.table({"timestamp": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+                             **{c: pa.array(np.ones(ts.size)) for c in ("open", "high", "low", "close", "volume")}}),
+                   src)
+    proc = run_cli("import", str(src), "--symbol", "tBTCUSD", "--timeframe", "1W")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == ("Error: tBTCUSD 1W: 5 timestamp(s) not aligned to the 1W grid (Mondays 00:00 UTC), "
+                    "first at 2019-03-28T00:00:00+00:00"), line
+    assert not (data_dir / "candles" / "tBTCUSD_1W.parquet").exists()
+    monday = pa.table({"timestamp": pa.array(ts + 4 * 86_400_000).cast(pa.timestamp("ms", tz="UTC")),
+                       **{c: pa.array(np.ones(ts.size)) for c in ("open", "high", "low", "close", "volume")}})
+    pq.write_table(monday, src)
+    assert run_cli("import", str(src), "--symbol", "tBTCUSD", "--timeframe", "1W").returncode == 0
 
 
 def test_cli_import_twice_and_datasets_commands(data_dir):

@@ -140,6 +140,39 @@ def test_4h_is_fetched_as_1h_and_resampled(data_dir):
     assert read(Dataset("tBTCUSD", "4h", store.path("tBTCUSD", "4h"))).equals(direct)
 
 
+def test_weeks_and_months_are_built_from_1d_on_monday_weeks(data_dir):
+    """The server offers 1W, 14D and 1M too, but their alignment is the exchange's: fetch asks for 1D only and
+    builds Monday weeks and calendar months from it, equal to pandas' on the server's 1m source."""
+    import pandas as pd
+
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        assert {"1W", "14D", "1M"} <= set(server.timeframes)
+        results = fetch.run(store, {"tBTCUSD": ["1W", "14D", "1M"]}, START, END, exchange=fast_exchange(server))
+        assert server.log and all(e.path == "/v2/candles/trade:1D:tBTCUSD/hist" for e in server.log)
+    assert [(r.timeframe, r.source) for r in results] == [("1W", "resampled:1D"), ("14D", "resampled:1D"),
+                                                          ("1M", "resampled:1D")]
+    daily = store.path("tBTCUSD", "1D")
+    minutes = read(Dataset("tBTCUSD", "1m", CandleStore.sample().path("tBTCUSD", "1m")), START, END)
+    df = minutes.to_pandas().set_index("timestamp")
+    df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
+    for tf, rule, kw in [("1W", "W-MON", {"label": "left", "closed": "left"}),
+                         ("14D", "14D", {"origin": pd.Timestamp("1970-01-05")}),
+                         ("1M", "MS", {})]:
+        got = read(Dataset("tBTCUSD", tf, store.path("tBTCUSD", tf)))
+        assert current(store, "tBTCUSD", tf).source == "resampled:1D"
+        assert got.equals(resample(daily, tf))
+        ref = df.resample(rule, **kw).agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                           "volume": "sum"})
+        ts = got.column("timestamp").cast("int64").to_numpy()
+        assert np.array_equal(ts, ref.index.as_unit("ms").asi8), tf
+        for col in ("open", "high", "low", "close"):
+            assert np.array_equal(got.column(col).to_numpy(), ref[col].to_numpy()), (tf, col)
+        assert np.allclose(got.column("volume").to_numpy(), ref["volume"].to_numpy(), rtol=1e-12)
+    weeks = read(Dataset("tBTCUSD", "1W", store.path("tBTCUSD", "1W"))).column("timestamp").to_pylist()
+    assert weeks[0] == START and {w.weekday() for w in weeks} == {0} and len(weeks) == 9  # Apr 1 .. May 27
+
+
 def test_exhausted_retries_keep_progress_and_the_next_run_resumes(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:

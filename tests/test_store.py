@@ -71,13 +71,21 @@ def month_start_ms(ts_ms: int) -> int:
     return (datetime(d.year, d.month, 1, tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1)
 
 
+#: 1970-01-05 00:00 UTC in ms: the first Monday after the epoch, where the grids of whole weeks start.
+MONDAY_1970 = 4 * 86_400_000
+
+
 def bucket_of(ts_ms: int, timeframe: str) -> int:
     width = timeframe_ms(timeframe)
-    return month_start_ms(ts_ms) if width == 0 else ts_ms - ts_ms % width
+    if width == 0:
+        return month_start_ms(ts_ms)
+    origin = MONDAY_1970 if width % (7 * 86_400_000) == 0 else 0
+    return ts_ms - (ts_ms - origin) % width
 
 
 def reference_resample(src: list[tuple], timeframe: str) -> list[tuple]:
-    """Naive pure-Python resample: epoch-aligned UTC buckets, first/max/min/last/sum, empty buckets absent."""
+    """Naive pure-Python resample: UTC buckets (whole weeks from Monday 1970-01-05, other widths from the
+    epoch, calendar months), first/max/min/last/sum, empty buckets absent."""
     groups: dict[int, list[tuple]] = defaultdict(list)
     for r in sorted(src):
         groups[bucket_of(r[0], timeframe)].append(r)
@@ -363,10 +371,12 @@ def test_write_refuses_bad_data_and_keeps_previous_file(btc_store):
         ("4h", [T0 + 3_600_000], False),
         ("1D", [T0, T0 + 86_400_000], True),
         ("1D", [T0 + 3_600_000], False),
-        ("1W", [ms("2019-03-28")], True),  # weeks are epoch-aligned: Thursdays
-        ("1W", [ms("2019-04-01")], False),  # a Monday
-        ("14D", [ms("2019-03-28") - 7 * 86_400_000], True),
-        ("14D", [ms("2019-03-28")], False),
+        ("1W", [ms("2019-04-01"), ms("2019-04-15")], True),  # weeks open on Mondays
+        ("1W", [ms("2019-03-28")], False),  # a Thursday: the epoch's weekday
+        ("1W", [ms("2019-04-01"), ms("2019-04-07")], False),  # a Sunday
+        ("14D", [ms("1970-01-05"), ms("2019-03-25"), ms("2019-04-08")], True),  # every 14 days from 1970-01-05
+        ("14D", [ms("2019-04-01")], False),  # a Monday, but off the 14-day grid
+        ("14D", [ms("2019-03-28") - 7 * 86_400_000], False),  # the old epoch-aligned grid: Thursdays
         ("1M", [ms("2019-04-01"), ms("2019-05-01"), ms("2020-02-01")], True),
         ("1M", [ms("2019-04-01"), ms("2019-04-02")], False),
         ("1M", [ms("2019-04-01T01:00")], False),
@@ -379,7 +389,7 @@ def test_write_checks_grid_alignment(data_dir, timeframe, ts, ok):
         s.write("tBTCUSD", timeframe, t)
         assert pq.read_table(s.path("tBTCUSD", timeframe)).num_rows == len(ts)
     else:
-        with pytest.raises(DataError, match=f"not aligned to the {timeframe} grid, first at"):
+        with pytest.raises(DataError, match=f"not aligned to the {timeframe} grid .*, first at"):
             s.write("tBTCUSD", timeframe, t)
         assert not s.path("tBTCUSD", timeframe).exists()
 
@@ -584,9 +594,77 @@ def test_resample_buckets_are_utc_whatever_the_local_zone(sample_rows, timeframe
     assert_same_candles(got, expected)
 
 
-def test_resample_week_buckets_start_on_thursday():
-    got = resample(BTC_2D, "1W")
-    assert got.column("timestamp")[0].as_py() == datetime(2019, 3, 28, tzinfo=UTC)
+def test_resample_week_buckets_start_on_monday():
+    got = resample(BTC_2D, "1W")  # Monday 2019-04-01 .. Tuesday 2019-04-02
+    assert got.column("timestamp").to_pylist() == [datetime(2019, 4, 1, tzinfo=UTC)]
+
+
+def _pandas_reference(source: Path, rule: str, **kw) -> list[tuple]:
+    """Buckets of ``source`` computed by pandas, empty buckets dropped, as (ts_ms, o, h, l, c, v) tuples."""
+    df = pq.read_table(source).to_pandas().set_index("timestamp")
+    assert str(df.index.tz) == "UTC"
+    df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
+    agg = df.resample(rule, **kw).agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                       "volume": "sum"})
+    agg = agg[df["open"].resample(rule, **kw).count() > 0]
+    opens = [int(t) for t in agg.index.as_unit("ms").asi8]  # ms since the epoch, UTC
+    return [(t, *map(float, r)) for t, r in zip(opens, agg.itertuples(index=False), strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "rule", "kw", "count"),
+    [
+        ("1W", "W-MON", {"label": "left", "closed": "left"}, 13),  # weeks Monday 00:00 UTC .. next Monday
+        ("1M", "MS", {}, 3),  # calendar months
+        ("14D", "14D", {"origin": "1970-01-05"}, 7),  # fortnights from the first Monday after the epoch
+    ],
+)
+def test_weeks_and_months_equal_pandas_on_the_real_sample(timeframe, rule, kw, count):
+    """The bundled sample (2019-04-01 Monday .. 2019-06-30 Sunday) resampled by sql/resample.sql and by pandas:
+    identical buckets, OHLC exactly, volume to rounding."""
+    import pandas as pd
+
+    kw = {k: pd.Timestamp(v) if k == "origin" else v for k, v in kw.items()}
+    got = rows(resample(SAMPLE, timeframe))
+    expected = _pandas_reference(SAMPLE, rule, **kw)
+    assert len(expected) == count
+    assert_same_candles(got, expected)
+    if timeframe != "1M":
+        assert {datetime.fromtimestamp(r[0] / 1000, UTC).weekday() for r in got} == {0}  # Mondays only
+        assert got[0][0] <= ms("2019-04-01") < got[0][0] + timeframe_ms(timeframe)
+
+
+def test_weeks_built_from_daily_equal_weeks_built_from_minutes(tmp_path):
+    """1D buckets nest inside Monday weeks: 1m -> 1D -> 1W gives the same weeks as 1m -> 1W."""
+    s = CandleStore(tmp_path)
+    daily = s.write("tBTCUSD", "1D", resample(SAMPLE, "1D"))
+    for tf in ("1W", "14D", "1M"):
+        assert_same_candles(rows(resample(daily, tf)), rows(resample(SAMPLE, tf)))
+
+
+def test_a_week_range_ending_mid_week_returns_the_last_week_whole():
+    """Buckets opening in [start, end) come back whole even when ``end`` cuts a week: Tuesday 2019-04-09."""
+    full = {r[0]: r for r in rows(resample(SAMPLE, "1W"))}
+    got = rows(resample(SAMPLE, "1W", parse_time("2019-04-03"), parse_time("2019-04-09")))
+    assert [iso(r[0]) for r in got] == ["2019-04-08T00:00:00+00:00"]
+    assert_same_candles(got, [full[r[0]] for r in got])
+    got = rows(resample(SAMPLE, "14D", None, parse_time("2019-04-09")))
+    assert [iso(r[0]) for r in got] == ["2019-03-25T00:00:00+00:00", "2019-04-08T00:00:00+00:00"]
+    assert_same_candles(got, rows(resample(SAMPLE, "14D"))[:2])
+
+
+def test_reading_a_thursday_aligned_week_file_is_refused_in_one_line(tmp_path):
+    """A 1W file stored with the old epoch-aligned (Thursday) weeks: reading it says what is wrong and how
+    to rebuild it, instead of handing out Thursday weeks."""
+    thursdays = [ms("2019-03-28") + k * 7 * 86_400_000 for k in range(4)]
+    path = tmp_path / "tBTCUSD_1W.parquet"
+    pq.write_table(candles(thursdays), path)  # pyarrow directly: the store would refuse it
+    with pytest.raises(DataError) as err:
+        read(Dataset("tBTCUSD", "1W", path))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "4 timestamp(s) not aligned to the 1W grid (Mondays 00:00 UTC)" in msg
+    assert "first at 2019-03-28T00:00:00+00:00" in msg and "genesis-fw resample --symbol tBTCUSD --to 1W" in msg
 
 
 def test_resample_1h_first_bucket_by_hand(btc_rows):

@@ -18,8 +18,11 @@ from genesis_fw.data.timeframes import (
     check_symbol,
     check_timeframe,
     from_ms,
+    grid_origin_ms,
+    grid_rule,
     is_finer,
     parse_time,
+    slot_start_ms,
     timeframe_ms,
     to_ms,
 )
@@ -230,6 +233,39 @@ def test_parse_time_empty_is_none(value):
 def test_parse_time_garbage_raises_data_error(garbage):
     with pytest.raises(DataError, match=r"invalid start .*expected a UTC date or ISO time"):
         parse_time(garbage, what="start")
+
+
+# --- grids ---------------------------------------------------------------------------------------
+
+
+def test_week_grids_open_on_mondays_and_the_rest_on_the_epoch():
+    assert from_ms(grid_origin_ms("1W")) == from_ms(grid_origin_ms("14D")) == datetime(1970, 1, 5, tzinfo=UTC)
+    assert from_ms(grid_origin_ms("1W")).weekday() == 0  # Monday
+    assert {grid_origin_ms(tf) for tf in TIMEFRAMES if tf not in ("1W", "14D")} == {0}
+    assert grid_rule("1W") == "Mondays 00:00 UTC"
+    assert grid_rule("14D") == "every 14 days from Monday 1970-01-05 00:00 UTC"
+    assert grid_rule("1M") == "the 1st of each month, 00:00 UTC"
+    assert grid_rule("4h") == "multiples of 4h since 1970-01-01 00:00 UTC"
+
+
+@given(st.integers(min_value=-10**12, max_value=10**13), st.sampled_from(list(TIMEFRAMES)))
+def test_slot_start_is_the_grid_time_at_or_before(ms, tf):
+    """The slot start is on the grid (Mondays for weeks, the 1st for months), at or before ``ms`` and less
+    than one slot before it; a numpy array gives the same answers as single ints."""
+    import numpy as np
+
+    start = slot_start_ms(ms, tf)
+    assert isinstance(start, int) and start <= ms
+    dt, at = from_ms(start), from_ms(ms)
+    width = timeframe_ms(tf)
+    if width == 0:
+        assert (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond) == \
+            (at.year, at.month, 1, 0, 0, 0, 0)
+    else:
+        assert ms - start < width and (start - (4 * DAY_MS if tf in ("1W", "14D") else 0)) % width == 0
+        if tf in ("1W", "14D"):
+            assert dt.weekday() == 0 and dt.time() == datetime.min.time()
+    assert slot_start_ms(np.array([ms, start], dtype=np.int64), tf).tolist() == [start, start]
 
 
 # --- to_ms / from_ms -----------------------------------------------------------------------------

@@ -108,15 +108,16 @@ def test_sql_files_are_packaged_commented_and_use_named_parameters_only():
         assert text.lower().startswith(f"-- {name.replace('_', ' ')}:"), name
         assert "read_parquet($source" in text
         assert "?" not in re.sub(r"--.*", "", text), f"{name}.sql: positional parameters"
-        assert set(re.findall(r"\$(\w+)", text)) <= {"source", "step_ms", "k", "window", "min_return", "revert"}
+        assert set(re.findall(r"\$(\w+)", text)) <= {"source", "step_ms", "origin_ms", "k", "window", "min_return",
+                                                     "revert"}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SQL_DIR.glob("*.sql")))
 @pytest.mark.parametrize("path", [BTC_2D, ETH_2D, SAMPLE], ids=["btc_2d", "eth_2d", "sample"])
 def test_every_sql_file_runs_on_clean_data(name: str, path: Path, baseline):
     text = sqlfiles.load(f"validation/{name}")
-    values = {"source": str(path), "step_ms": MINUTE, **{k: DEFAULT_PARAMS[k] for k in ("k", "window", "min_return",
-                                                                                          "revert")}}
+    values = {"source": str(path), "step_ms": MINUTE, "origin_ms": 0,
+              **{k: DEFAULT_PARAMS[k] for k in ("k", "window", "min_return", "revert")}}
     con = duckdb.connect()
     try:
         table = sqlfiles.to_arrow(con, text, {k: values[k] for k in set(re.findall(r"\$(\w+)", text))})
@@ -368,6 +369,63 @@ def test_calendar_months_and_coarser_timeframes(tmp_path: Path):
     assert {**_findings(h), "outliers": 0} == NO_FINDINGS
     assert [(_ms(g["from"]), _ms(g["to"]), g["missing"]) for g in h.gaps["ranges"]] == \
         _numpy_gaps(hcols["timestamp"], timeframe_ms("1h"))
+
+
+def test_weeks_are_checked_on_the_monday_grid(tmp_path: Path):
+    """Weekly candles of the real sample: Monday weeks are clean, a missing week is one gap named by its Monday,
+    and a 1W file with the old epoch-aligned (Thursday) weeks is misaligned on every row."""
+    weekly = resample(SAMPLE, "1W")
+    cols = {k: weekly.column(k).to_numpy().copy() for k in ("open", "high", "low", "close", "volume")}
+    cols["timestamp"] = weekly.column("timestamp").cast(pa.int64()).to_numpy().copy()
+    assert cols["timestamp"][0] == _ms("2019-04-01T00:00:00Z")  # a Monday
+    clean = _check(_write(cols, tmp_path / "w.parquet"), "1W")
+    assert _findings(clean) == NO_FINDINGS and clean.counts["gaps"] == 0 and clean.expected_candles == 13
+
+    no_week_3 = {k: np.delete(v, 2) for k, v in cols.items()}
+    r = _check(_write(no_week_3, tmp_path / "w2.parquet"), "1W")
+    assert r.counts["gaps"] == 1 and r.gaps["largest_from"] == r.gaps["largest_to"] == "2019-04-15T00:00:00Z"
+    assert _findings(r) == NO_FINDINGS and r.expected_candles == 13 and r.coverage == pytest.approx(12 / 13)
+
+    thursday = {**cols, "timestamp": cols["timestamp"] - 4 * 86_400_000}  # 2019-03-28, 2019-04-04, ...
+    t = _check(_write(thursday, tmp_path / "thu.parquet"), "1W")
+    assert t.counts["misaligned"] == t.num_candles == 13
+    first = t.examples["misaligned"][0]
+    assert (first["timestamp"], first["slot"], first["offset_ms"]) == \
+        ("2019-03-28T00:00:00Z", "2019-03-25T00:00:00Z", 3 * 86_400_000)
+    assert t.counts["gaps"] == 0 and t.expected_candles == 13  # each Thursday still fills its Monday week
+
+    fortnights = resample(SAMPLE, "14D")
+    fcols = {k: fortnights.column(k).to_numpy().copy() for k in ("open", "high", "low", "close", "volume")}
+    fcols["timestamp"] = fortnights.column("timestamp").cast(pa.int64()).to_numpy().copy()
+    f = _check(_write(fcols, tmp_path / "f.parquet"), "14D")
+    assert _findings(f) == NO_FINDINGS and f.counts["gaps"] == 0 and f.expected_candles == 7
+    shifted = {**fcols, "timestamp": fcols["timestamp"] + 7 * 86_400_000}  # Mondays, but off the 14-day grid
+    assert _check(_write(shifted, tmp_path / "f2.parquet"), "14D").counts["misaligned"] == 7
+
+
+def test_cli_reports_a_stored_thursday_week_file_as_misaligned(data_dir: Path):
+    """A store holding a 1W file written with the old Thursday weeks: validate says so; backtest refuses it."""
+    thursdays = np.arange(_ms("2019-03-28T00:00:00Z"), _ms("2019-06-27T00:00:00Z"), 7 * 86_400_000)
+    price = 5000.0 + np.arange(thursdays.size)
+    cols = {"timestamp": thursdays, "open": price, "high": price + 10, "low": price - 10, "close": price + 1,
+            "volume": np.ones(thursdays.size)}
+    (data_dir / "candles").mkdir()
+    _write(cols, data_dir / "candles" / "tBTCUSD_1W.parquet")
+    proc = run_cli("validate", "--symbol", "tBTCUSD", "--timeframe", "1W", "--report-dir", str(data_dir / "q"))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"misaligned\s+13\b", proc.stdout), proc.stdout
+    bt = run_cli("backtest", "--symbol", "tBTCUSD", "--timeframe", "1W", "--no-report",
+                 "--output", str(data_dir / "bt.html"))
+    assert bt.returncode == 1 and "Traceback" not in bt.stderr
+    last = bt.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "not aligned to the 1W grid (Mondays 00:00 UTC)" in last, bt.stderr
+    # the fix the message names: rebuild the weeks from finer stored candles
+    shutil.copy(BTC_2D, data_dir / "candles" / "tBTCUSD_1m.parquet")
+    fix = "genesis-fw resample --symbol tBTCUSD --to 1W"
+    assert fix in last
+    assert run_cli(*fix.split()[1:]).returncode == 0
+    rebuilt = validate(data_dir / "candles" / "tBTCUSD_1W.parquet", "tBTCUSD", "1W")
+    assert rebuilt.counts["misaligned"] == 0 and rebuilt.first == "2019-04-01T00:00:00Z"
 
 
 # --- the score -------------------------------------------------------------------------------------------------

@@ -34,21 +34,28 @@ from ..catalog import Catalog
 from ..errors import DataError
 from .hashing import content_sha256
 from .store import CandleStore, Dataset, conform
-from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
+from .timeframes import check_symbol, check_timeframe, from_ms, grid_origin_ms, timeframe_ms
 
 #: Version of the candle schema and metadata layout written by this code.
 SCHEMA_VERSION = 1
 
 
 def count_gaps(timestamp_ms: np.ndarray, timeframe: str) -> int:
-    """Runs of missing candle times between the first and last candle (calendar months for ``1M``)."""
+    """Runs of missing grid slots between the first and last of the sorted ``timestamp_ms`` (ms since the
+    epoch, UTC).
+
+    The slots are those of ``sql/validation/gaps.sql``: whole widths from the timeframe's grid origin
+    (Monday 1970-01-05 for weeks, the epoch otherwise), calendar months for ``1M``.
+    """
     if timestamp_ms.size < 2:
         return 0
+    ts = np.asarray(timestamp_ms, dtype=np.int64)
     width = timeframe_ms(timeframe)
     if width == 0:
-        months = timestamp_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
-        return int(np.count_nonzero(np.diff(months) > 1))
-    return int(np.count_nonzero(np.diff(timestamp_ms) > width))
+        slots = ts.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    else:
+        slots = (ts - grid_origin_ms(timeframe)) // width
+    return int(np.count_nonzero(np.diff(slots) > 1))
 
 
 @attrs.frozen

@@ -18,7 +18,8 @@ For each requested symbol and timeframe:
 
 Timeframes the exchange does not serve (``4h``) are fetched at the coarsest native timeframe that
 divides them (``1h``), stored as that dataset too, and resampled with ``sql/resample.sql``; the
-metadata's ``source`` says ``resampled:1h``.
+metadata's ``source`` says ``resampled:1h``. Weeks and months (``1W``, ``14D``, ``1M``) are built the
+same way from ``1D`` (:data:`BUILT_LOCALLY`).
 
 Every dataset run and every retried or failed request is a line of
 ``<data_dir>/metadata/fetch_log.jsonl``.
@@ -83,13 +84,20 @@ def preset_range(name: str, now: datetime | None = None) -> tuple[dict[str, list
     return preset["datasets"], start, now
 
 
+#: Native timeframes fetch builds from ``1D`` instead: the store's weeks open on Mondays 00:00 UTC and its
+#: months on the 1st, and the exchange's own week and month alignment has not been verified.
+BUILT_LOCALLY = ("1W", "14D", "1M")
+
+
 def native_source(timeframe: str) -> str:
-    """The exchange timeframe to fetch for ``timeframe``: itself if native, else the coarsest native divisor."""
+    """The exchange timeframe to fetch for ``timeframe``: itself if native (and not :data:`BUILT_LOCALLY`),
+    else the coarsest fetched timeframe that divides it (``4h`` -> ``1h``, ``1W`` -> ``1D``)."""
     from .exchange import NATIVE_TIMEFRAMES
 
-    if timeframe in NATIVE_TIMEFRAMES:
+    fetched = [tf for tf in NATIVE_TIMEFRAMES if tf not in BUILT_LOCALLY]
+    if timeframe in fetched:
         return timeframe
-    finer = [tf for tf in NATIVE_TIMEFRAMES if is_finer(tf, timeframe)]
+    finer = [tf for tf in fetched if is_finer(tf, timeframe)]
     if not finer:
         raise DataError(f"no exchange timeframe can be resampled to {timeframe}")
     return max(finer, key=timeframe_ms)

@@ -10,7 +10,9 @@ Layout (see ``data/DATA_FORMAT.md``)::
 The data directory is ``--data-dir``, else ``$GENESIS_DATA_DIR``, else ``./data``.
 
 Candle schema: ``timestamp`` (timestamp[ms, tz=UTC], the candle's open time), ``open``, ``high``,
-``low``, ``close``, ``volume`` (float64). Rows are sorted by timestamp and unique. Minutes without
+``low``, ``close``, ``volume`` (float64). Rows are sorted by timestamp and unique, and every timestamp
+is on the timeframe's grid (:mod:`genesis_fw.data.timeframes`: weeks open on Mondays 00:00 UTC, ``1M``
+on the 1st of the month, other widths on multiples of the width since the epoch). Minutes without
 trades are absent: a gap is a missing row, never a zero-filled one.
 """
 
@@ -34,7 +36,10 @@ from .timeframes import (
     check_symbol,
     check_timeframe,
     from_ms,
+    grid_origin_ms,
+    grid_rule,
     is_finer,
+    slot_start_ms,
     timeframe_ms,
     to_ms,
 )
@@ -250,21 +255,25 @@ def locate(store: CandleStore, symbol: str, timeframe: str, *, using: str = "usi
     return found, notes
 
 
-def check_alignment(table: pa.Table, timeframe: str, *, where: str) -> None:
-    """Raise :class:`DataError` if a timestamp is not a bucket start of ``timeframe`` (epoch-aligned, UTC)."""
-    width = timeframe_ms(timeframe)
+def check_alignment(table: pa.Table, timeframe: str, *, where: str, hint: str = "") -> None:
+    """Raise :class:`DataError` if a timestamp is not a slot start of ``timeframe``'s grid
+    (:func:`~genesis_fw.data.timeframes.slot_start_ms`: Monday weeks, calendar months, UTC).
+
+    ``hint`` (how to fix it) is appended to the message after a semicolon.
+    """
     if table.num_rows == 0:
         return
     ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-    if width == 0:  # calendar month: each timestamp must be 00:00 UTC on the 1st
-        month_start = ts.astype("datetime64[ms]").astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
-        bad = np.flatnonzero(ts != month_start)
+    width, origin = timeframe_ms(timeframe), grid_origin_ms(timeframe)
+    if width:  # one modulo pass: this runs on every read of a stored file
+        offset = (ts - origin) % width if origin else ts % width
     else:
-        bad = np.flatnonzero(ts % width)
-    if bad.size:
+        offset = ts - slot_start_ms(ts, timeframe)
+    if offset.any():
+        bad = np.flatnonzero(offset)
         raise DataError(
-            f"{where}: {bad.size} timestamp(s) not aligned to the {timeframe} grid, first at "
-            f"{from_ms(int(ts[bad[0]])).isoformat()}"
+            f"{where}: {bad.size} timestamp(s) not aligned to the {timeframe} grid ({grid_rule(timeframe)}), "
+            f"first at {from_ms(int(ts[bad[0]])).isoformat()}" + (f"; {hint}" if hint else "")
         )
 
 
@@ -273,7 +282,9 @@ def read(dataset: Dataset, start: datetime | None = None, end: datetime | None =
 
     Plain files are read row group by row group: groups whose timestamp statistics lie outside the
     range are never read, so one month of a ten-year file reads about one month. Resampled
-    datasets run ``sql/resample.sql`` in DuckDB over the finer file.
+    datasets run ``sql/resample.sql`` in DuckDB over the finer file. A file whose candles are off the
+    timeframe's grid (e.g. a ``1W`` file with the Thursday weeks written before weeks opened on Mondays)
+    raises :class:`DataError` saying how to rebuild it.
     """
     if dataset.resampled_from is not None:
         return resample(dataset.path, dataset.timeframe, start, end)
@@ -286,6 +297,10 @@ def read(dataset: Dataset, start: datetime | None = None, end: datetime | None =
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {dataset.path}: {exc}") from None
     table = conform(table, where=str(dataset.path))
+    check_alignment(table, dataset.timeframe, where=f"{dataset.symbol} {dataset.timeframe} ({dataset.path})",
+                    hint=f"see 'genesis-fw validate --symbol {dataset.symbol} --timeframe {dataset.timeframe}'; "
+                         f"rebuild it from finer candles with 'genesis-fw resample --symbol {dataset.symbol} "
+                         f"--to {dataset.timeframe}' or fetch it again")
     if lo is not None or hi is not None:
         ts = table.column("timestamp").cast(pa.int64()).to_numpy()
         first = int(np.searchsorted(ts, lo, "left")) if lo is not None else 0
@@ -353,16 +368,17 @@ def _bucket_bounds(timeframe: str, start: datetime | None, end: datetime | None)
             hi = to_ms(floor)
         return lo, hi
     if start is not None:
-        lo -= lo % width
+        lo = slot_start_ms(lo, timeframe)
     if end is not None:
-        hi += (-hi) % width
+        hi += (grid_origin_ms(timeframe) - hi) % width  # up to the next slot start
     return lo, hi
 
 
 def resample(source: Path, timeframe: str, start: datetime | None = None, end: datetime | None = None) -> pa.Table:
     """Aggregate the candles in ``source`` into ``timeframe`` buckets with ``sql/resample.sql``.
 
-    Buckets are aligned to the Unix epoch in UTC (``1M``: calendar months); open = first open,
+    Buckets are the timeframe's grid slots in UTC (weeks from Monday 00:00, ``1M``: calendar months,
+    other widths: multiples since the epoch; :mod:`~genesis_fw.data.timeframes`); open = first open,
     high = max, low = min, close = last close, volume = sum. A bucket with no source candle is
     absent. Only buckets whose open time is in ``[start, end)`` are returned, each one whole.
     """
@@ -372,6 +388,7 @@ def resample(source: Path, timeframe: str, start: datetime | None = None, end: d
     params = {
         "source": str(source),
         "bucket_ms": timeframe_ms(timeframe),
+        "origin_ms": grid_origin_ms(timeframe),
         "lo_ms": lo,
         "hi_ms": hi,
         "start_ms": to_ms(start) if start is not None else -(_UNBOUNDED_MS),

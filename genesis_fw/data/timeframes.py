@@ -1,18 +1,29 @@
-"""Symbols, timeframes and UTC time parsing shared by every stage.
+"""Symbols, timeframes, their time grids and UTC time parsing shared by every stage.
 
 Times inside the framework are UTC. Durations are in milliseconds (``*_ms``).
+
+The grid of a timeframe is the set of open times its candles may have (``data/DATA_FORMAT.md``):
+
+* whole weeks (``1W``, ``14D``): every width from Monday 1970-01-05 00:00 UTC, the first Monday after
+  the epoch, so weeks open on Mondays 00:00 UTC (ISO weeks, as traders and chart sites count them);
+* ``1M``: calendar months, 00:00 UTC on the 1st;
+* every other width (``1m`` .. ``1D``): multiples of the width since the epoch, 1970-01-01 00:00 UTC.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..errors import DataError
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+WEEK_MS = 7 * DAY_MS
+#: Open time of the week grid: 1970-01-05 00:00 UTC, the first Monday after the epoch (ms).
+WEEK_ORIGIN_MS = 4 * DAY_MS
 
 #: Known timeframes and their bucket width in ms. ``1M`` is a calendar month (width 0 = irregular).
 TIMEFRAMES: dict[str, int] = {
@@ -73,6 +84,41 @@ def is_finer(fine: str, coarse: str) -> bool:
     if c == 0:  # calendar months are whole days
         return f != 0 and DAY_MS % f == 0
     return f != 0 and f < c and c % f == 0
+
+
+def grid_origin_ms(timeframe: str) -> int:
+    """Open time (ms since the epoch, UTC) of one slot of ``timeframe``'s grid; the others open whole widths
+    from it. :data:`WEEK_ORIGIN_MS` (a Monday) for whole weeks, else 0 (the epoch; also for ``1M``)."""
+    width = timeframe_ms(timeframe)
+    return WEEK_ORIGIN_MS if width and width % WEEK_MS == 0 else 0
+
+
+def grid_rule(timeframe: str) -> str:
+    """The grid of ``timeframe`` in words, for messages: ``Mondays 00:00 UTC`` for ``1W``."""
+    width = timeframe_ms(timeframe)
+    if width == 0:
+        return "the 1st of each month, 00:00 UTC"
+    if width == WEEK_MS:
+        return "Mondays 00:00 UTC"
+    if width % WEEK_MS == 0:
+        return f"every {width // DAY_MS} days from Monday 1970-01-05 00:00 UTC"
+    return f"multiples of {timeframe} since 1970-01-01 00:00 UTC"
+
+
+def slot_start_ms(ts_ms: Any, timeframe: str) -> Any:
+    """Open time of the ``timeframe`` grid slot holding each ``ts_ms`` (ms since the epoch, UTC).
+
+    ``ts_ms`` is an int or a numpy int64 array; the result has the same kind. A timestamp is on the grid
+    exactly when it equals its slot start.
+    """
+    width = timeframe_ms(timeframe)
+    if width:
+        return ts_ms - (ts_ms - grid_origin_ms(timeframe)) % width  # floor modulo: right before 1970 too
+    import numpy as np
+
+    months = np.asarray(ts_ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[M]")
+    starts = months.astype("datetime64[ms]").astype(np.int64)
+    return starts if isinstance(ts_ms, np.ndarray) else int(starts)
 
 
 def parse_time(value: str | datetime | None, *, what: str = "time") -> datetime | None:

@@ -7,7 +7,7 @@ summary row). Definitions, the outlier rule and the quality score are documented
 
 * ``gaps``            runs of missing slots on the timeframe grid (normal on Bitfinex: no trades, no candle)
 * ``duplicates``      rows repeating an earlier row's timestamp
-* ``misaligned``      timestamps off the epoch-aligned UTC grid (calendar months for ``1M``)
+* ``misaligned``      timestamps off the timeframe's UTC grid (weeks open on Mondays, ``1M`` on the 1st)
 * ``not_increasing``  timestamps not later than the previous row's, in file order
 * ``ohlc``            high/low inconsistent with open/close, prices <= 0, NaN/inf/NULL, negative volume
 * ``outliers``        price spikes: a close far from the previous one (robust z-score) that comes back
@@ -40,7 +40,7 @@ from .._util import one_line
 from ..errors import DataError
 from .store import CandleStore, Dataset
 from .store import locate as store_locate
-from .timeframes import check_symbol, check_timeframe, from_ms, timeframe_ms
+from .timeframes import check_symbol, check_timeframe, from_ms, grid_origin_ms, timeframe_ms
 
 #: Every check, in the order they run and are reported.
 CHECKS: tuple[str, ...] = ("gaps", "duplicates", "misaligned", "not_increasing", "ohlc", "outliers", "zero_volume")
@@ -49,7 +49,7 @@ CHECKS: tuple[str, ...] = ("gaps", "duplicates", "misaligned", "not_increasing",
 DESCRIPTIONS: dict[str, str] = {
     "gaps": "runs of missing candle times on the timeframe grid (not a defect on Bitfinex: no trades, no candle)",
     "duplicates": "rows repeating an earlier row's timestamp",
-    "misaligned": "timestamps off the epoch-aligned UTC grid (1M: calendar months)",
+    "misaligned": "timestamps off the timeframe's UTC grid (weeks: Mondays 00:00; 1M: calendar months)",
     "not_increasing": "timestamps not later than the previous row's, in file order",
     "ohlc": "high < max(open, close), low > min(open, close), high < low, price <= 0, NaN/inf, volume < 0",
     "outliers": "price spikes: |1-bar log return| > max(k * robust sigma, min_return), reverting within R bars",
@@ -223,7 +223,8 @@ def validate(path: Path, symbol: str, timeframe: str, *, checks: Iterable[str] |
         raise DataError(f"no candle file at {path}")
     sha = _data_sha256(path)
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
-    values = {"source": str(path), "step_ms": step_ms, **{k: opts[k] for k in ("k", "window", "min_return", "revert")}}
+    values = {"source": str(path), "step_ms": step_ms, "origin_ms": grid_origin_ms(timeframe),
+              **{k: opts[k] for k in ("k", "window", "min_return", "revert")}}
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}  # name -> pyarrow.Table
     con = duckdb.connect()

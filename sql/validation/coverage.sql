@@ -1,7 +1,9 @@
 -- Coverage: one row saying how much of the timeframe grid the file fills.
 -- $source   Parquet candle file (timestamp, open, high, low, close, volume)
 -- $step_ms  timeframe width in ms; 0 means calendar months (1M)
--- Each candle falls in its grid slot: epoch-aligned UTC, floor(ts / step) (1M: its calendar month).
+-- $origin_ms open time of one grid slot, ms since the epoch: 345600000 (Monday 1970-01-05) for whole weeks
+--           (1W, 14D), so weeks open on Mondays 00:00 UTC; 0 (the epoch) otherwise
+-- Each candle falls in its grid slot: floor((ts - origin) / step), UTC (1M: its calendar month).
 --   num_candles      rows in the file
 --   first_ms, last_ms   earliest / latest open time (ms since the epoch, UTC)
 --   occupied_slots   distinct grid slots holding at least one candle
@@ -15,7 +17,8 @@ slotted AS (
     SELECT
         ts_ms,
         CASE WHEN $step_ms > 0
-             THEN (ts_ms - ((ts_ms % nullif($step_ms, 0)) + $step_ms) % nullif($step_ms, 0)) // nullif($step_ms, 0)
+             THEN (ts_ms - $origin_ms - (((ts_ms - $origin_ms) % nullif($step_ms, 0)) + $step_ms) % nullif($step_ms, 0))
+                  // nullif($step_ms, 0)
              ELSE year(make_timestamp(ts_ms * 1000)) * 12 + month(make_timestamp(ts_ms * 1000)) - 1
         END AS slot
     FROM candles

@@ -1,7 +1,9 @@
 -- Gaps: runs of missing candle times on the timeframe grid, one row per run, in time order.
 -- $source   Parquet candle file (timestamp, open, high, low, close, volume)
 -- $step_ms  timeframe width in ms; 0 means calendar months (1M)
--- Each candle fills its grid slot: epoch-aligned UTC, floor(ts / step) (1M: its calendar month). So a
+-- $origin_ms open time of one grid slot, ms since the epoch: 345600000 (Monday 1970-01-05) for whole weeks
+--           (1W, 14D), so weeks open on Mondays 00:00 UTC; 0 (the epoch) otherwise
+-- Each candle fills its grid slot: floor((ts - origin) / step), UTC (1M: its calendar month). So a
 -- duplicated, misaligned or out-of-order candle still fills its slot; those are other checks' findings.
 -- Only slots between the first and the last candle are seen. Bitfinex sends no candle for an interval
 -- without trades, so short gaps are normal on quiet markets; long ones usually mean a failed download.
@@ -17,7 +19,8 @@ slotted AS (
     SELECT
         file_row_number,
         CASE WHEN $step_ms > 0
-             THEN (ts_ms - ((ts_ms % nullif($step_ms, 0)) + $step_ms) % nullif($step_ms, 0)) // nullif($step_ms, 0)
+             THEN (ts_ms - $origin_ms - (((ts_ms - $origin_ms) % nullif($step_ms, 0)) + $step_ms) % nullif($step_ms, 0))
+                  // nullif($step_ms, 0)
              ELSE year(make_timestamp(ts_ms * 1000)) * 12 + month(make_timestamp(ts_ms * 1000)) - 1
         END AS slot
     FROM candles
@@ -40,13 +43,13 @@ found AS (
     SELECT * FROM runs WHERE last_slot >= first_slot
 )
 SELECT
-    CASE WHEN $step_ms > 0 THEN first_slot * $step_ms
+    CASE WHEN $step_ms > 0 THEN $origin_ms + first_slot * $step_ms
          ELSE epoch_ms(make_date((first_slot // 12)::INTEGER, (first_slot % 12 + 1)::INTEGER, 1)::TIMESTAMP)
     END                                               AS first_missing_ms,
-    CASE WHEN $step_ms > 0 THEN last_slot * $step_ms
+    CASE WHEN $step_ms > 0 THEN $origin_ms + last_slot * $step_ms
          ELSE epoch_ms(make_date((last_slot // 12)::INTEGER, (last_slot % 12 + 1)::INTEGER, 1)::TIMESTAMP)
     END                                               AS last_missing_ms,
-    CASE WHEN $step_ms > 0 THEN next_slot * $step_ms
+    CASE WHEN $step_ms > 0 THEN $origin_ms + next_slot * $step_ms
          ELSE epoch_ms(make_date((next_slot // 12)::INTEGER, (next_slot % 12 + 1)::INTEGER, 1)::TIMESTAMP)
     END                                               AS next_ms,
     last_slot - first_slot + 1                        AS missing,
