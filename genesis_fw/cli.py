@@ -128,6 +128,8 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
     try:
         table = console.query(query)
     finally:
+        for warning in console.warnings:
+            _note(f"Warning: {warning}")
         if console.note:
             _note(f"Note: {console.note}")
         console.close()

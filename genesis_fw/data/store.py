@@ -6,6 +6,7 @@ Layout (see ``data/DATA_FORMAT.md``)::
     <data_dir>/features/
     <data_dir>/metadata/
     <data_dir>/genesis.db          the catalog (see :mod:`genesis_fw.catalog`)
+    <data_dir>/.tmp/               DuckDB's spill folder for the SQL console (see :mod:`genesis_fw.console`)
 
 The data directory is ``--data-dir``, else ``$GENESIS_DATA_DIR``, else ``./data``.
 
