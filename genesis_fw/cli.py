@@ -30,10 +30,29 @@ def _obj(ctx: click.Context) -> dict:
     return ctx.find_root().obj
 
 
-def _store(ctx: click.Context):
-    from .data.store import CandleStore
+#: Commands that write into the store (files or catalog), with what they write: refused on a read-only store.
+_WRITE_STORE = {
+    "import": "import writes candles into it",
+    "fetch": "fetch writes candles into it",
+    "resample": "resample writes candles into it",
+    "validate": "validate writes reports into it and records the score in its catalog",
+    "prune": "prune removes version files from it",
+    "backtest": "backtest records every run in its catalog; to backtest these candles, import them "
+                "into a writable store (--data-dir)",
+}
 
-    return CandleStore.open(_obj(ctx)["data_dir"])
+
+def _store(ctx: click.Context):
+    """The store of ``--data-dir``, checked for what the running command does with it."""
+    from .data.store import CandleStore
+    from .errors import DataError
+
+    data_dir = _obj(ctx)["data_dir"]
+    command = ctx.command.name
+    store = CandleStore.open(data_dir)
+    if command in _WRITE_STORE and store.root.is_dir() and not store.writable:
+        raise DataError(f"the store at {store.root} is read-only: {_WRITE_STORE[command]}")
+    return store
 
 
 def _note(message: str) -> None:

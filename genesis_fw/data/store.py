@@ -161,6 +161,12 @@ class CandleStore:
         return cls(Path(str(resources.files("genesis_fw") / "sample")), read_only=True)
 
     @property
+    def writable(self) -> bool:
+        """Whether this process can write into the store folder: False for the bundled sample, a folder
+        on a read-only mount (also for root) or without write permission, and a folder that does not exist."""
+        return not self.read_only and os.access(self.root, os.W_OK)
+
+    @property
     def candles_dir(self) -> Path:
         return self.root / "candles" if not self.read_only else self.root
 
