@@ -30,6 +30,9 @@ def _obj(ctx: click.Context) -> dict:
     return ctx.find_root().obj
 
 
+#: Commands that create a missing store folder; every other command needs an existing one when the
+#: folder is named by --data-dir or $GENESIS_DATA_DIR (the default ./data may be missing: the sample stands in).
+_CREATE_STORE = {"import", "fetch"}
 #: Commands that write into the store (files or catalog), with what they write: refused on a read-only store.
 _WRITE_STORE = {
     "import": "import writes candles into it",
@@ -49,6 +52,9 @@ def _store(ctx: click.Context):
 
     data_dir = _obj(ctx)["data_dir"]
     command = ctx.command.name
+    if data_dir is not None and not data_dir.is_dir() and command not in _CREATE_STORE:
+        raise DataError(f"the data folder {data_dir} does not exist (check --data-dir or $GENESIS_DATA_DIR; "
+                        "fetch and import create it)")
     store = CandleStore.open(data_dir)
     if command in _WRITE_STORE and store.root.is_dir() and not store.writable:
         raise DataError(f"the store at {store.root} is read-only: {_WRITE_STORE[command]}")
