@@ -153,7 +153,7 @@ def _read_only_uri(path: Path) -> str:
     can when the folder is writable (only the file is not): ``mode=ro``. In a read-only folder:
 
     * no ``-wal`` file, or an empty one: every commit is in the database file itself, so it is read as
-      ``immutable=1`` (no index, no locks);
+      ``immutable=1`` (no index, no locks; right for a read-only mount, where nobody writes meanwhile);
     * ``-wal`` and ``-shm`` present (the store was copied or mounted while a writer had it open):
       ``mode=ro`` reads the log through the existing index, so its latest commits are seen;
     * a ``-wal`` with commits but no ``-shm``: SQLite can neither rebuild the index nor skip the log

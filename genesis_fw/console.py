@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -83,10 +82,7 @@ class Console:
 
     def _temp_directory(self) -> str:
         """Where DuckDB may spill: ``<data_dir>/.tmp``, or ``""`` (off) when the store cannot be written."""
-        root = self.store.root
-        if self.store.read_only or not root.is_dir() or not os.access(root, os.W_OK):
-            return ""
-        return str((root / ".tmp").resolve())
+        return str((self.store.root / ".tmp").resolve()) if self.store.writable else ""
 
     def connect(self) -> Any:
         """The locked DuckDB connection (created on first use)."""
