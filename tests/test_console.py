@@ -707,3 +707,25 @@ def test_no_temp_folder_for_a_store_folder_that_does_not_exist(tmp_path: Path):
     sample = CandleStore.sample().candles_dir.resolve()
     assert [Path(d).resolve() for d in row["dirs"]] == [sample]
     assert not (tmp_path / "absent").exists()
+
+
+def test_cli_self_join_of_runs_keeps_every_column(btc_store: Path, tmp_path: Path):
+    backtest = run_cli("backtest", "strategy=ema_rsi", "timeframe=1h", "--no-report", cwd=tmp_path)
+    assert backtest.returncode == 0, backtest.stderr
+    runs = Catalog(btc_store / "genesis.db").read_tables()["runs"]
+    query = "SELECT * FROM runs r1 JOIN runs r2 USING (created_at)"  # USING keeps one created_at
+    per_side = [n for n in runs.column_names if n != "created_at"]
+    expected = ["created_at", *[n for n in runs.column_names if n != "created_at"],
+                *[f"{n}_1" for n in per_side]]
+    proc = run_cli("sql", query, "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    header, row = list(csv.reader(proc.stdout.splitlines()))
+    assert sorted(header) == sorted(expected) and len(header) == 2 * runs.num_columns - 1
+    values = dict(zip(header, row, strict=True))
+    assert all(values[n] == values[f"{n}_1"] for n in per_side)
+    out = tmp_path / "self_join.parquet"
+    assert run_cli("sql", query, "--format", "parquet", "--output", str(out)).returncode == 0
+    assert pq.read_table(out).column_names == header
+    table = run_cli("sql", query, "--format", "table")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == header

@@ -65,6 +65,9 @@ def test_readers_work_on_a_read_only_store(shared: Path, tmp_path: Path) -> None
 WRITERS = {
     "datasets prune": ["datasets", "prune"],
     "import": ["import", str(BTC_2D), "--symbol", "tXRPUSD", "--timeframe", "1m"],
+    # refused before any request: nothing listens on the discard port
+    "fetch": ["fetch", "--symbol", "tBTCUSD", "--timeframe", "1h", "--start", "2019-04-01", "--end", "2019-04-02",
+              "--base-url", "http://127.0.0.1:9", "--quiet"],
     "resample": ["resample", "--symbol", "tBTCUSD", "--to", "1h"],
     "validate": ["validate", "--symbol", "tBTCUSD", "--timeframe", "1m"],
     "backtest": ["backtest", "strategy=ema_rsi", "--no-report"],
