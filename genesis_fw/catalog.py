@@ -14,8 +14,10 @@ stage appends its tables there.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -138,6 +140,40 @@ def _set_wal(con: sqlite3.Connection) -> None:
         time.sleep(0.005)
 
 
+def _writable(path: Path) -> bool:
+    """Whether the catalog at ``path`` can be written: its folder (for the -wal and -shm files) and the
+    file itself. False on a read-only mount, also for root."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _read_only_uri(path: Path) -> str:
+    """SQLite URI that reads the catalog without writing anything, picked by what lies beside it.
+
+    SQLite reads a WAL database through its index file (``-shm``), which it creates when missing. It
+    can when the folder is writable (only the file is not): ``mode=ro``. In a read-only folder:
+
+    * no ``-wal`` file, or an empty one: every commit is in the database file itself, so it is read as
+      ``immutable=1`` (no index, no locks; right for a read-only mount, where nobody writes meanwhile);
+    * ``-wal`` and ``-shm`` present (the store was copied or mounted while a writer had it open):
+      ``mode=ro`` reads the log through the existing index, so its latest commits are seen;
+    * a ``-wal`` with commits but no ``-shm``: SQLite can neither rebuild the index nor skip the log
+      without hiding commits, so :class:`CatalogError`.
+    """
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    if os.access(path.parent, os.W_OK):
+        return uri
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    if not wal.exists() or wal.stat().st_size == 0:
+        return uri + "&immutable=1"
+    if shm.exists():
+        return uri
+    raise CatalogError(
+        f"cannot read the catalog {path} in a read-only folder: its write-ahead log {wal.name} holds commits "
+        f"but its index {shm.name} is missing; run any genesis-fw command on the store once where it can be "
+        "written, which folds the log into the catalog"
+    )
+
+
 def utcnow() -> str:
     """Current time as ISO 8601 UTC with ms resolution."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -152,17 +188,30 @@ class Catalog:
     @contextmanager
     def connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection; with ``write=True`` the body runs in one ``BEGIN IMMEDIATE`` transaction
-        (committed on success, rolled back on error)."""
+        (committed on success, rolled back on error).
+
+        A catalog that cannot be written (a read-only store) is read through a read-only connection
+        (see :func:`_read_only_uri`) and not migrated; writing to it is a one-line :class:`CatalogError`.
+        """
         if not write and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path} yet (it is created by the first write)")
+        folder = self.path.parent
+        if write and folder.is_dir() and not self.path.is_dir() and not _writable(self.path):
+            raise CatalogError(f"the store at {folder} is read-only: cannot write its catalog {self.path.name}")
+        read_only = not write and not self.path.is_dir() and not _writable(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            if read_only:
+                con = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_S,
+                                      isolation_level=None)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
         try:
             con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._migrate(con)
+            if not read_only:
+                self._migrate(con)
             if write:
                 con.execute("BEGIN IMMEDIATE")
                 try:

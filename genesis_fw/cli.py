@@ -30,10 +30,35 @@ def _obj(ctx: click.Context) -> dict:
     return ctx.find_root().obj
 
 
-def _store(ctx: click.Context):
-    from .data.store import CandleStore
+#: Commands that create a missing store folder; every other command needs an existing one when the
+#: folder is named by --data-dir or $GENESIS_DATA_DIR (the default ./data may be missing: the sample stands in).
+_CREATE_STORE = {"import", "fetch"}
+#: Commands that write into the store (files or catalog), with what they write: refused on a read-only store.
+_WRITE_STORE = {
+    "import": "import writes candles into it",
+    "fetch": "fetch writes candles into it",
+    "resample": "resample writes candles into it",
+    "validate": "validate writes reports into it and records the score in its catalog",
+    "prune": "prune removes version files from it",
+    "backtest": "backtest records every run in its catalog; to backtest these candles, import them "
+                "into a writable store (--data-dir)",
+}
 
-    return CandleStore.open(_obj(ctx)["data_dir"])
+
+def _store(ctx: click.Context):
+    """The store of ``--data-dir``, checked for what the running command does with it."""
+    from .data.store import CandleStore
+    from .errors import DataError
+
+    data_dir = _obj(ctx)["data_dir"]
+    command = ctx.command.name
+    if data_dir is not None and not data_dir.is_dir() and command not in _CREATE_STORE:
+        raise DataError(f"the data folder {data_dir} does not exist (check --data-dir or $GENESIS_DATA_DIR; "
+                        "fetch and import create it)")
+    store = CandleStore.open(data_dir)
+    if command in _WRITE_STORE and store.root.is_dir() and not store.writable:
+        raise DataError(f"the store at {store.root} is read-only: {_WRITE_STORE[command]}")
+    return store
 
 
 def _note(message: str) -> None:
@@ -128,6 +153,8 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
     try:
         table = console.query(query)
     finally:
+        for warning in console.warnings:
+            _note(f"Warning: {warning}")
         if console.note:
             _note(f"Note: {console.note}")
         console.close()

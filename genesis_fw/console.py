@@ -3,13 +3,24 @@
 Views ready in every session:
 
 * ``candles`` -- every dataset in the store, with ``symbol`` and ``timeframe`` columns added
-  (the bundled sample when the store holds no candles);
+  (the bundled sample when the store holds no candle files). A file that is not a readable Parquet
+  file with the store's columns and types (truncated, empty, foreign) is left out of the view with a
+  one-line warning in :attr:`Console.warnings`, so one bad file never breaks the other queries;
 * every catalog table (``datasets``, ``events``, ...), copied in as read-only Arrow tables.
 
 Read-only by two locks: only ``SELECT``, ``EXPLAIN`` (and ``DESCRIBE``/``SHOW``/``SUMMARIZE``, which
 DuckDB parses as selects) are accepted, and the session runs with external access disabled except
 for the store's own folders, with its configuration locked. Writing, attaching, installing or
 loading extensions, copying to files and reading arbitrary paths are all refused.
+
+DuckDB may spill large intermediate results to its temp folder, and a locked session may read that
+folder. It is ``<data_dir>/.tmp`` (created only when needed, removed on close), never DuckDB's default
+``./.tmp`` in the working directory; when the store folder cannot be written (a read-only mount) or
+does not exist, spilling is off and a query larger than memory fails instead.
+
+Duplicate column names in a result (``SELECT 1 AS a, 2 AS a``, a self-join) are renamed the way
+DuckDB names the columns of such a subquery (``a``, ``a_1``, ``a_2`` ..., compared case-insensitively),
+so every output format keeps every column.
 """
 
 from __future__ import annotations
@@ -35,6 +46,9 @@ _ALLOWED = {"SELECT", "EXPLAIN"}
 #: ``EXPLAIN [ANALYZE] [(options)]`` before the explained statement (``EXPLAIN ANALYZE`` runs it).
 _EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN(?:\s+ANALY[SZ]E)?(?:\s*\([^()]*\))?", re.IGNORECASE)
 FORMATS = ("table", "csv", "json", "parquet")
+#: Columns of the candles view and their DuckDB types in a store file (``genesis_fw.data.store.SCHEMA``).
+_CANDLE_TYPES = {"timestamp": "TIMESTAMP WITH TIME ZONE", "open": "DOUBLE", "high": "DOUBLE", "low": "DOUBLE",
+                 "close": "DOUBLE", "volume": "DOUBLE"}
 
 
 def _quote(text: str) -> str:
@@ -48,6 +62,8 @@ class Console:
     store: CandleStore
     catalog: Catalog | None = None
     note: str | None = attrs.field(default=None, init=False)
+    #: One line per candle file left out of the ``candles`` view, naming the file and why.
+    warnings: list[str] = attrs.field(factory=list, init=False)
     _con: Any = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -64,6 +80,10 @@ class Console:
             self.note = "the store has no candles; the candles view shows the bundled sample"
         return datasets, roots
 
+    def _temp_directory(self) -> str:
+        """Where DuckDB may spill: ``<data_dir>/.tmp``, or ``""`` (off) when the store cannot be written."""
+        return str((self.store.root / ".tmp").resolve()) if self.store.writable else ""
+
     def connect(self) -> Any:
         """The locked DuckDB connection (created on first use)."""
         if self._con is not None:
@@ -73,6 +93,15 @@ class Console:
         datasets, roots = self._datasets()
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = {_quote(self._temp_directory())}")
+        readable = []
+        for d in datasets:
+            problem = _unreadable(con, d.path)
+            if problem is None:
+                readable.append(d)
+            else:
+                self.warnings.append(f"skipping {d.path} in the candles view: {problem}")
+        datasets = readable
         if datasets:
             parts = [
                 f"SELECT {_quote(d.symbol)} AS symbol, {_quote(d.timeframe)} AS timeframe, "
@@ -120,18 +149,53 @@ class Console:
             for st in statements[:-1]:
                 con.execute(st.query)
                 con.complete()  # DuckDB 2.0: finish the result before the connection runs anything else
-            return con.sql(statements[-1].query).to_arrow_table()
+            table = con.sql(statements[-1].query).to_arrow_table()
         except duckdb.PermissionException as exc:
             raise ConsoleError(
                 "the SQL console is read-only and reads only the store: " + one_line(exc)
             ) from None
         except duckdb.Error as exc:
             raise ConsoleError(one_line(exc)) from None
+        return table.rename_columns(unique_names(table.column_names))
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _unreadable(con: Any, path: Path) -> str | None:
+    """Why the candle file at ``path`` cannot join the ``candles`` view, or ``None`` when it can.
+
+    Reads the Parquet footer only (no data pages), so checking every file costs little.
+    """
+    import duckdb
+
+    try:
+        described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
+    except duckdb.Error as exc:
+        return one_line(exc, max_lines=1)
+    types = {row[0]: row[1] for row in described}
+    missing = [c for c in _CANDLE_TYPES if c not in types]
+    if missing:
+        return f"missing column(s) {', '.join(missing)} (it has {', '.join(types) or 'none'})"
+    wrong = [f"{c} is {types[c]}, expected {t}" for c, t in _CANDLE_TYPES.items() if types[c] != t]
+    return "; ".join(wrong) if wrong else None
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with repeats renamed as DuckDB renames a subquery's columns: ``a, a, a`` becomes
+    ``a, a_1, a_2``; names are compared case-insensitively and a new name never takes an existing one."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        unique, n = name, 0
+        while unique.lower() in taken:
+            n += 1
+            unique = f"{name}_{n}"
+        taken.add(unique.lower())
+        out.append(unique)
+    return out
 
 
 def _explained_kind(query: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+import pytest
+from bitfinex_server import BitfinexServer
+from conftest import BTC_2D, run_cli
 
 
 def test_usage_errors_exit_2_with_one_line(data_dir):
@@ -39,3 +41,58 @@ def test_data_dir_option_beats_the_environment_variable(btc_store, tmp_path):
 def test_version(data_dir):
     proc = run_cli("--version")
     assert proc.returncode == 0 and "0.1.0" in proc.stdout
+
+
+READERS = {
+    "sql": ["sql", "SELECT count(*) AS n FROM candles"],
+    "backtest": ["backtest", "strategy=ema_rsi", "--no-report"],
+    "validate": ["validate", "--symbol", "tBTCUSD", "--timeframe", "1m"],
+    "datasets list": ["datasets", "list"],
+    "datasets prune": ["datasets", "prune"],
+    "resample": ["resample", "--symbol", "tBTCUSD", "--to", "1h"],
+}
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+@pytest.mark.parametrize("command", list(READERS))
+def test_a_data_dir_that_does_not_exist_is_an_error_for_commands_that_need_a_store(tmp_path, monkeypatch,
+                                                                                   command, how):
+    missing = tmp_path / "mistyped"
+    monkeypatch.setenv("GENESIS_DATA_DIR", str(missing))
+    args = (["--data-dir", str(missing)] if how == "option" else []) + READERS[command]
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"Error: the data folder {missing} does not exist"
+                                                " (check --data-dir or $GENESIS_DATA_DIR; fetch and import create it)"]
+    assert proc.stdout == ""
+    assert not missing.exists()
+    assert not (tmp_path / "results").exists()
+
+
+def test_import_creates_a_data_dir_that_does_not_exist(tmp_path):
+    missing = tmp_path / "new" / "store"
+    proc = run_cli("--data-dir", str(missing), "import", str(BTC_2D), "--symbol", "tBTCUSD", "--timeframe", "1m")
+    assert proc.returncode == 0, proc.stderr
+    assert (missing / "candles" / "tBTCUSD_1m.parquet").is_file()
+
+
+def test_fetch_creates_a_data_dir_that_does_not_exist(tmp_path):
+    missing = tmp_path / "new" / "store"
+    with BitfinexServer() as server:
+        proc = run_cli("--data-dir", str(missing), "fetch", "--symbol", "tBTCUSD", "--timeframe", "1h",
+                       "--start", "2019-04-01", "--end", "2019-04-02", "--base-url", server.url, "--quiet",
+                       "--rate-limit", "6000")
+    assert proc.returncode == 0, proc.stderr
+    assert (missing / "candles" / "tBTCUSD_1h.parquet").is_file()
+
+
+def test_a_missing_default_data_folder_still_falls_back_to_the_sample(tmp_path, monkeypatch):
+    """No --data-dir and no $GENESIS_DATA_DIR: ./data is optional, the bundled sample stands in."""
+    monkeypatch.delenv("GENESIS_DATA_DIR", raising=False)
+    proc = run_cli("sql", "SELECT count(DISTINCT symbol) AS n FROM candles", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"n": 1}] and "bundled sample" in proc.stderr
+    assert not (tmp_path / "data").exists(), "reading must not create the default store"
+    backtest = run_cli("backtest", "strategy=ema_rsi", "--no-report", cwd=tmp_path)
+    assert backtest.returncode == 0, backtest.stderr
+    assert "bundled sample" in backtest.stderr

@@ -577,3 +577,155 @@ def test_cli_debug_shows_the_traceback(btc_store: Path):
     result = run_cli("--debug", "sql", "DROP VIEW candles")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ConsoleError" in result.stderr
+
+
+# --- (e) bad candle files, duplicate column names, DuckDB's temp folder ------------------------------------
+
+def _write_bad_file(path: Path, kind: str) -> None:
+    if kind == "truncated":  # a copy cut off halfway (an interrupted transfer): no footer
+        data = BTC_2D.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "wrong_columns":
+        pq.write_table(pa.table({"ts": [1, 2], "price": [1.0, 2.0]}), path)
+    elif kind == "wrong_types":
+        t = pq.read_table(BTC_2D)
+        pq.write_table(t.set_column(1, "open", pc.cast(t.column("open"), pa.string())), path)
+    elif kind == "not_parquet":
+        path.write_text("timestamp,open,high,low,close,volume\n1554076800000,1,1,1,1,1\n", encoding="utf-8")
+    else:
+        raise AssertionError(kind)
+
+
+BAD_KINDS = ["truncated", "empty", "wrong_columns", "wrong_types", "not_parquet"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_cli_skips_a_bad_candle_file_with_a_one_line_warning(btc_store: Path, kind: str):
+    bad = btc_store / "candles" / "tXRPUSD_1m.parquet"
+    _write_bad_file(bad, kind)
+    Catalog(btc_store / "genesis.db").record_dataset(
+        symbol="tBTCUSD", timeframe="1m", path=btc_store / "candles" / "tBTCUSD_1m.parquet",
+        num_candles=pq.read_metadata(BTC_2D).num_rows, first_ts=None, last_ts=None, source="test")
+
+    catalog_only = run_cli("sql", "SELECT symbol, num_candles FROM datasets", "--format", "json")
+    assert catalog_only.returncode == 0, catalog_only.stderr
+    assert json.loads(catalog_only.stdout) == [{"symbol": "tBTCUSD", "num_candles": pq.read_metadata(BTC_2D).num_rows}]
+
+    candles = run_cli("sql", "SELECT symbol, count(*) AS n FROM candles GROUP BY ALL ORDER BY ALL", "--format", "json")
+    assert candles.returncode == 0, candles.stderr
+    assert json.loads(candles.stdout) == [{"symbol": s, "n": pq.read_metadata(f).num_rows} for s, f in FILES.items()]
+    for proc in (catalog_only, candles):
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"Warning: skipping {bad} in the candles view: "), line
+    assert bad.read_bytes() != b"" or kind == "empty", "the bad file is left as it is"
+
+
+def test_only_bad_files_give_an_empty_candles_view_not_the_sample(data_dir: Path):
+    (data_dir / "candles").mkdir()
+    _write_bad_file(data_dir / "candles" / "tBTCUSD_1m.parquet", "truncated")
+    console = _console(data_dir)
+    assert console.query("SELECT count(*) AS n FROM candles").to_pylist() == [{"n": 0}]
+    assert console.note is None
+    assert len(console.warnings) == 1 and "tBTCUSD_1m.parquet" in console.warnings[0]
+    assert console.query("DESCRIBE candles").column("column_name").to_pylist() == CANDLE_COLUMNS
+
+
+def _duckdb_names(console: Console, query: str) -> list[str]:
+    """The names DuckDB itself gives the same columns when the query is a subquery (a, a_1, ...)."""
+    return console.query(f"SELECT * FROM ({query})").column_names
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
+def test_cli_keeps_every_column_with_duplicate_names(btc_store: Path, tmp_path: Path, fmt: str):
+    for symbol in FILES:
+        Catalog(btc_store / "genesis.db").record_dataset(
+            symbol=symbol, timeframe="1m", path=btc_store / "candles" / f"{symbol}_1m.parquet",
+            num_candles=pq.read_metadata(FILES[symbol]).num_rows, first_ts=None, last_ts=None, source="test")
+    literal = "SELECT 1 AS a, 2 AS a, 3 AS A, 4 AS a_1"
+    self_join = ("SELECT * FROM datasets d1 JOIN datasets d2 ON d1.symbol < d2.symbol")
+    console = _console(btc_store)
+    for query in (literal, self_join):
+        names = _duckdb_names(console, query)
+        assert len(set(n.lower() for n in names)) == len(names)
+        expected = console.query(f"SELECT * FROM ({query})").to_pylist()
+        out = tmp_path / f"out.{fmt}"
+        args = ["sql", query, "--format", fmt] + (["--output", str(out)] if fmt == "parquet" else [])
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        if fmt == "table":
+            header, rule, *rows = proc.stdout.splitlines()
+            assert header.split() == names
+            assert len(rule.split()) == len(names)
+            assert rows[-1] == "(1 row)"
+            assert all(str(v) in rows[0] for v in expected[0].values() if v is not None)
+        elif fmt == "csv":
+            got = list(csv.reader(proc.stdout.splitlines()))
+            assert got[0] == names
+            assert got[1] == ["" if v is None else str(v) for v in expected[0].values()]
+        elif fmt == "json":
+            assert json.loads(proc.stdout) == expected
+            assert list(json.loads(proc.stdout)[0]) == names
+        else:
+            table = pq.read_table(out)
+            assert table.column_names == names
+            assert table.to_pylist() == expected
+    console.close()
+
+
+def test_duplicate_names_through_the_api(btc_store: Path):
+    t = _console(btc_store).query("SELECT 1 AS a, 2 AS a, 3 AS a")
+    assert t.column_names == ["a", "a_1", "a_2"]
+    assert t.to_pylist() == [{"a": 1, "a_1": 2, "a_2": 3}]
+
+
+def test_duckdb_temp_files_stay_inside_the_store(btc_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cwd = tmp_path / "work"
+    (cwd / ".tmp").mkdir(parents=True)  # DuckDB's default temp folder, relative to the working directory
+    (cwd / ".tmp" / "secret.csv").write_text("secret,1\n", encoding="utf-8")
+    monkeypatch.chdir(cwd)
+    console = _console(btc_store)
+    (row,) = console.query("SELECT current_setting('temp_directory') AS temp, "
+                           "current_setting('allowed_directories') AS dirs").to_pylist()
+    store = btc_store.resolve()
+    assert Path(row["temp"]).is_absolute() and Path(row["temp"]).resolve().is_relative_to(store), row["temp"]
+    assert row["dirs"] and all(Path(d).resolve().is_relative_to(store) for d in row["dirs"]), row["dirs"]
+    assert not any(cwd.resolve().is_relative_to(Path(d).resolve()) for d in row["dirs"])
+    for path in (".tmp/secret.csv", str(cwd / ".tmp" / "secret.csv")):
+        with pytest.raises(ConsoleError, match="reads only the store"):
+            console.query(f"SELECT * FROM read_csv('{path}')")
+    console.close()
+    assert not (store / ".tmp").exists() or not any((store / ".tmp").iterdir()), "no temp files are left behind"
+
+
+def test_no_temp_folder_for_a_store_folder_that_does_not_exist(tmp_path: Path):
+    console = _console(tmp_path / "absent")
+    (row,) = console.query("SELECT current_setting('temp_directory') AS temp, "
+                           "current_setting('allowed_directories') AS dirs").to_pylist()
+    assert row["temp"] == ""
+    sample = CandleStore.sample().candles_dir.resolve()
+    assert [Path(d).resolve() for d in row["dirs"]] == [sample]
+    assert not (tmp_path / "absent").exists()
+
+
+def test_cli_self_join_of_runs_keeps_every_column(btc_store: Path, tmp_path: Path):
+    backtest = run_cli("backtest", "strategy=ema_rsi", "timeframe=1h", "--no-report", cwd=tmp_path)
+    assert backtest.returncode == 0, backtest.stderr
+    runs = Catalog(btc_store / "genesis.db").read_tables()["runs"]
+    query = "SELECT * FROM runs r1 JOIN runs r2 USING (created_at)"  # USING keeps one created_at
+    per_side = [n for n in runs.column_names if n != "created_at"]
+    expected = ["created_at", *[n for n in runs.column_names if n != "created_at"],
+                *[f"{n}_1" for n in per_side]]
+    proc = run_cli("sql", query, "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    header, row = list(csv.reader(proc.stdout.splitlines()))
+    assert sorted(header) == sorted(expected) and len(header) == 2 * runs.num_columns - 1
+    values = dict(zip(header, row, strict=True))
+    assert all(values[n] == values[f"{n}_1"] for n in per_side)
+    out = tmp_path / "self_join.parquet"
+    assert run_cli("sql", query, "--format", "parquet", "--output", str(out)).returncode == 0
+    assert pq.read_table(out).column_names == header
+    table = run_cli("sql", query, "--format", "table")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == header

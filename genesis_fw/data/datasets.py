@@ -215,6 +215,8 @@ def prune(store: CandleStore, *, keep: int = 1, symbol: str | None = None,
     folder = store.candles_dir / "versions"
     if not folder.is_dir():
         return removed
+    if not store.writable:
+        raise DataError(f"the store at {store.root} is read-only: cannot remove old version files")
     groups: dict[tuple[str, str], list[int]] = {}
     for path in folder.glob("*.v*.parquet"):
         stem, _, num = path.stem.rpartition(".v")
@@ -228,7 +230,11 @@ def prune(store: CandleStore, *, keep: int = 1, symbol: str | None = None,
         for num in sorted(nums)[:-keep]:
             if cur is not None and num == cur.version:
                 continue
-            version_path(store, sym, tf, num).unlink(missing_ok=True)
+            path = version_path(store, sym, tf, num)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot remove {path}: {exc.strerror or exc}") from None
             catalog.mark_pruned(sym, tf, num)
             removed.append((sym, tf, num))
     return removed

@@ -6,6 +6,7 @@ Layout (see ``data/DATA_FORMAT.md``)::
     <data_dir>/features/
     <data_dir>/metadata/
     <data_dir>/genesis.db          the catalog (see :mod:`genesis_fw.catalog`)
+    <data_dir>/.tmp/               DuckDB's spill folder for the SQL console (see :mod:`genesis_fw.console`)
 
 The data directory is ``--data-dir``, else ``$GENESIS_DATA_DIR``, else ``./data``.
 
@@ -163,6 +164,12 @@ class CandleStore:
     def sample(cls) -> CandleStore:
         """The read-only bundled sample (real Bitfinex tBTCUSD 1m candles, 2019-04 .. 2019-06)."""
         return cls(Path(str(resources.files("genesis_fw") / "sample")), read_only=True)
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process can write into the store folder: False for the bundled sample, a folder
+        on a read-only mount (also for root) or without write permission, and a folder that does not exist."""
+        return not self.read_only and os.access(self.root, os.W_OK)
 
     @property
     def candles_dir(self) -> Path:
