@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from bitfinex_server import FAULTS, BitfinexServer, max_in_window
+from bitfinex_server import FAULTS, PERMANENT_FAULTS, BitfinexServer, max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,6 +161,12 @@ TEMPORARY = {
     "11010 body 200": httpx.Response(200, json=["error", 11010, "ratelimit: error"]),
     "11010 body 500": httpx.Response(500, json=["error", 11010, "ratelimit: error"]),
     "old rate limit body": httpx.Response(429, json={"error": "ERR_RATE_LIMIT"}),
+    "ERR_UNK 500": httpx.Response(500, json=["error", 10000, "unknown error"]),
+    "ERR_UNK 200": httpx.Response(200, json=["error", 10000, "unknown error"]),
+    "ERR_READY 500": httpx.Response(500, json=["error", 11000, "not ready"]),
+    "maintenance 20060": httpx.Response(500, json=["error", 20060, "maintenance"]),
+    "unlisted code 500": httpx.Response(500, json=["error", 12345, "something new"]),
+    "503 with an error body": httpx.Response(503, json=["error", 10000, "unknown error"]),
     "500 text": httpx.Response(500, text="Internal Server Error"),
     "502 html": httpx.Response(502, html="<html><body>Bad gateway</body></html>"),
     "503": httpx.Response(503),
@@ -213,6 +219,9 @@ PERMANENT = {
     "bad timeframe 500": (httpx.Response(500, json=["error", 10020, "time_interval: invalid"]),
                           "time_interval: invalid"),
     "error body 200": (httpx.Response(200, json=["error", 10001, "symbol: invalid"]), "symbol: invalid"),
+    "ERR_PARAMS 500": (httpx.Response(500, json=["error", 10020, "symbol: invalid"]), "symbol: invalid"),
+    "ERR_GENERIC 500": (httpx.Response(500, json=["error", 10001, "symbol: invalid"]), "symbol: invalid"),
+    "unlisted code 400": (httpx.Response(400, json=["error", 12345, "bad thing"]), "bad thing"),
     "redirect": (httpx.Response(301, headers={"location": "https://elsewhere"}, text="moved"), "301"),
 }
 
@@ -243,6 +252,8 @@ def test_backoff_is_exponential_with_jitter_capped_then_gives_up_in_one_line():
     assert type(err.value) is ExchangeError
     msg = str(err.value)
     assert "\n" not in msg and "7 attempt" in msg and "503" in msg and PATH_1M in msg
+    # how many attempts over how long: the fake clock only moves by the backoff sleeps
+    assert f"after 7 attempts over {sum(fake.sleeps):.1f} s" in msg
     assert len(log) == 7 and len(fake.sleeps) == 6
     for n, d in enumerate(fake.sleeps, start=1):
         exp = 2.0 ** (n - 1)
@@ -369,7 +380,7 @@ def test_local_server_speaks_the_exchange_wire_format(server):
     assert [e.status for e in server.log] == [200, 200, 200, 200, 200, 500, 200]
 
 
-@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in ("400", "404")])
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in PERMANENT_FAULTS])
 def test_paging_through_every_fault_returns_exactly_the_source(server, fault):
     server.inject(None, fault, None, None, fault, fault, None, fault)
     got = fetch(server)
@@ -401,12 +412,44 @@ def test_unknown_symbol_is_empty(server):
     assert [e.status for e in server.log] == [200, 200]
 
 
-@pytest.mark.parametrize("fault,text", [("400", "limit: invalid"), ("404", "Not Found")])
+@pytest.mark.parametrize("fault,text", [("400", "limit: invalid"), ("404", "Not Found"), ("10020", "limit: invalid")])
 def test_client_errors_are_not_retried(server, fault, text):
+    assert set(PERMANENT_FAULTS) == {"400", "404", "10020"}
     server.inject(fault)
-    with pytest.raises(ExchangeError, match=text):
-        fetch(server)
-    assert len(server.log) == 1
+    events: list = []
+    with pytest.raises(ExchangeError, match=text) as err:
+        fetch(server, on_event=events.append)
+    assert type(err.value) is ExchangeError and "attempt" not in str(err.value)
+    assert len(server.log) == 1 and [e["event"] for e in events] == ["failed"]
+
+
+def test_a_server_failing_every_few_requests_is_paged_to_completion(server):
+    """HTTP 500 ERR_UNK / ERR_READY on every 3rd request, the way Bitfinex has trouble: all retried."""
+    server.candles("tBTCUSD", "1m")  # load the source first: a cold first answer could time out
+    server.misbehave(every=3, faults=("10000", "11000"))
+    events: list = []
+    got = fetch(server, limit=200, on_event=events.append)  # 2 days of 1m in 15 pages
+    assert got.equals(sample(START, END))
+    faults = [e for e in server.log if e.fault in ("10000", "11000")]
+    assert len(faults) >= 7 and {e.fault for e in faults} == {"10000", "11000"}
+    assert all(e.status == 500 for e in faults)
+    assert [e["event"] for e in events] == ["retry"] * len(faults)
+    assert all(e["reason"].startswith("HTTP 500") and e["status"] == 500 for e in events)
+
+
+def test_the_classification_table_is_documented():
+    """docs/DATA_PIPELINE.md lists every row of the client's table, with the same verdict."""
+    from genesis_fw.data.exchange import CLASSIFICATION
+
+    doc = (Path(__file__).parents[1] / "docs" / "DATA_PIPELINE.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 3:
+            rows[cells[0].strip("`")] = cells[1]
+    assert {"error 10000", "error 11000", "error 11010", "error 10020", "HTTP 429", "HTTP 5xx"} <= set(CLASSIFICATION)
+    for key, (retry, _why) in CLASSIFICATION.items():
+        assert rows.get(key) == ("retry" if retry else "final"), key
 
 
 def test_timeframe_the_server_rejects_is_not_retried():

@@ -111,6 +111,29 @@ def test_every_fault_still_gives_exactly_the_source(data_dir, faults):
     assert all(r["symbol"] == "tBTCUSD" and r["timeframe"] == "1m" for r in retries)
 
 
+def test_a_server_failing_every_few_requests_needs_no_rerun(data_dir):
+    """Two months of 1m from a server answering every 2nd request with HTTP 500 ERR_UNK / ERR_READY."""
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.misbehave(every=2, faults=("10000", "11000"))
+        (result,) = fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+        faults = [e for e in server.log if e.fault in ("10000", "11000")]
+    assert len(faults) >= 8 and all(e.status == 500 for e in faults)
+    assert result.retries == len(faults) and current(store, "tBTCUSD", "1m").version == 1
+
+
+def test_a_request_error_fails_at_once_without_retries(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.inject("10020")
+        with pytest.raises(ExchangeError, match="limit: invalid") as err:
+            fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert len(server.log) == 1 and "\n" not in str(err.value)
+    log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in log] == ["failed", "fetch"] and log[0]["attempt"] == 1
+
+
 def test_incremental_run_asks_only_for_what_is_missing(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:
