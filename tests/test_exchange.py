@@ -7,7 +7,11 @@ HTTP server on 127.0.0.1 (tests/bitfinex_server.py) that serves real candles and
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RetryPolicy
+from genesis_fw.data.ratelimit import DEFAULT_MARGIN, POLL_S
 from genesis_fw.data.store import SCHEMA, CandleStore, Dataset, read, resample
 from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
@@ -287,17 +292,19 @@ def test_every_attempt_waits_for_the_rate_limiter_retries_included():
     c.page("tBTCUSD", "1m", G_START, G_END)
     c.page("tBTCUSD", "1m", G_START, G_END)
     times = [t for t, _ in log]
-    assert times == [1000.0, 1000.0, 1060.0, 1060.0]
-    assert max_in_window(times, 60.0) == 2
+    window = 60.0 * (1 + DEFAULT_MARGIN)  # a minute plus the safety margin
+    assert times == [1000.0, 1000.0, 1000.0 + window, 1000.0 + window]
+    assert max_in_window(times, window) == 2
 
 
 # -- rate limiter ------------------------------------------------------------------------------------------
 @settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 6), window=st.sampled_from([60.0, 1.0, 0.25]),
+@given(n=st.integers(1, 6), window=st.sampled_from([60.0, 1.0, 0.25]), margin=st.sampled_from([0.0, 0.05, 0.5]),
        gaps=st.lists(st.floats(0, 90, allow_nan=False), min_size=1, max_size=40))
-def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, gaps):
+def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, margin, gaps):
     fake = FakeTime()
-    limiter = RateLimiter(n, clock=fake.clock, sleep=fake.sleep, window_s=window)
+    limiter = RateLimiter(n, clock=fake.clock, sleep=fake.sleep, window_s=window, margin=margin)
+    padded = window * (1 + margin)
     calls, grants = [], []
     for gap in gaps:
         fake.now += gap * window / 60.0  # the caller is busy elsewhere for a while
@@ -306,19 +313,79 @@ def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, gaps):
         grants.append(fake.now)
         assert waited == pytest.approx(grants[-1] - calls[-1], abs=1e-9)
     for k in range(n, len(grants)):
-        assert grants[k] - grants[k - n] >= window - 1e-9  # <= n grants in any window
+        assert grants[k] - grants[k - n] >= padded - 1e-9  # <= n grants in any padded window
     for k, (call, grant) in enumerate(zip(calls, grants, strict=True)):
-        earliest = max(call, grants[k - n] + window) if k >= n else call
+        earliest = max(call, grants[k - n] + padded) if k >= n else call
         assert grant == pytest.approx(earliest, abs=1e-9)  # granted the moment the budget allows
 
 
-def test_rate_limiter_default_window_is_a_minute():
+def test_rate_limiter_default_window_is_a_minute_plus_the_margin():
     fake = FakeTime()
     limiter = RateLimiter(10, clock=fake.clock, sleep=fake.sleep)
     assert [limiter.acquire() for _ in range(10)] == [0.0] * 10
-    assert limiter.acquire() == pytest.approx(60.0)
+    assert DEFAULT_MARGIN == 0.05 and limiter.effective_window_s == pytest.approx(63.0)
+    assert limiter.acquire() == pytest.approx(63.0)
     with pytest.raises(ValueError):
         RateLimiter(0)
+    with pytest.raises(ValueError):
+        RateLimiter(1, margin=-0.1)
+
+
+def test_a_slot_counts_from_when_the_request_ended():
+    """The exchange saw a request somewhere between sending and answer: the window starts at the answer."""
+    fake = FakeTime()
+    limiter = RateLimiter(1, clock=fake.clock, sleep=fake.sleep, window_s=10.0, margin=0.0)
+    with limiter.slot() as waited:
+        assert waited == 0.0
+        fake.now += 3.0  # a slow answer
+    with limiter.slot() as waited:
+        assert waited == pytest.approx(10.0) and fake.now == pytest.approx(1013.0)
+    with pytest.raises(RuntimeError), limiter.slot():  # a failed attempt ends its slot too
+        raise RuntimeError("boom")
+    assert limiter.acquire() == pytest.approx(10.0)
+
+
+def test_a_shared_window_file_is_one_budget_and_survives_the_limiter(tmp_path):
+    path = tmp_path / "metadata" / "rate_window" / "api.json"  # the folders do not exist yet
+    first = RateLimiter(2, window_s=30.0, margin=0.0, path=path)
+    assert first.shared and max(first.acquire(), first.acquire()) < 0.5  # not limited (wall clock)
+    first.close()
+    saved = json.loads(path.read_text())["requests"]
+    assert len(saved) == 2 and all(e["end"] is not None and e["pid"] == os.getpid() for e in saved)
+    fake = FakeTime()
+    fake.now = max(e["end"] for e in saved) + 29.0  # a later limiter on the same file, 1 s before a slot frees
+    second = RateLimiter(2, window_s=30.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert second.acquire() == pytest.approx(1.0, abs=0.2)
+    second.close()
+
+
+def test_a_request_in_flight_of_a_dead_process_counts_from_when_it_is_noticed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # exited and reaped: no such process any more
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"requests": [
+        {"id": "a", "t": 5000.0, "end": None, "pid": pid, "host": socket.gethostname()},  # killed in flight
+        {"id": "b", "t": 5000.0, "end": None, "pid": os.getpid(), "host": socket.gethostname()},  # in flight here
+        {"id": "c", "t": 5000.0, "end": None, "pid": 1, "host": "elsewhere"},  # another host: cannot tell
+    ]}))
+    fake = FakeTime()
+    fake.now = 5001.0
+    limiter = RateLimiter(4, window_s=2.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.acquire() == 0.0  # three in flight are counted, one slot left
+    # now 4 requests hold slots: the dead process's frees 2 s after it was noticed, the others stay in flight
+    assert limiter.acquire() == pytest.approx(2.0, abs=POLL_S)
+    limiter.close()
+
+
+def test_an_unusable_window_file_falls_back_to_this_process_with_a_warning(tmp_path):
+    blocker = tmp_path / "metadata"
+    blocker.write_text("a file, not a folder")
+    warnings: list[str] = []
+    limiter = RateLimiter(2, window_s=0.3, path=blocker / "rate_window" / "x.json", on_warning=warnings.append)
+    assert not limiter.shared and max(limiter.acquire(), limiter.acquire()) < 0.5
+    assert limiter.acquire() > 0  # still limited, in memory
+    (warning,) = warnings
+    assert "this process only" in warning and "rate_window" in warning and "\n" not in warning
 
 
 # -- paging (mock) -----------------------------------------------------------------------------------------

@@ -211,6 +211,76 @@ def test_kill_9_mid_fetch_then_resume(data_dir):
                               expected(server, "tBTCUSD", "1m", START, end))
 
 
+# -- one request budget for every fetch process sharing the store --------------------------------------------
+LIMIT, WINDOW_S = 4, 2.0  # a strict server: 4 requests in any rolling 2 s, counted across connections
+
+
+def strict_fetch(server: BitfinexServer, config, symbol: str, start: str, end: str) -> list[str]:
+    """The ``genesis-fw fetch`` command line of one dataset, with the client's limit equal to the server's."""
+    config.write_text(json.dumps({"exchange": {"base_url": server.url, "rate_limit": LIMIT, "rate_window_s": WINDOW_S,
+                                               "max_attempts": 20}}))
+    return [sys.executable, "-m", "genesis_fw", "fetch", "--config", str(config), "--symbol", symbol,
+            "--timeframe", "1m", "--start", start, "--end", end, "--quiet"]
+
+
+def refused(server: BitfinexServer) -> list:
+    return [e for e in server.log if e.status == 429 or e.fault == "rate_limit"]
+
+
+def test_consecutive_runs_and_a_kill_9_stay_under_a_strict_server_limit(data_dir, tmp_path):
+    with BitfinexServer(rate_limit=LIMIT, window_s=WINDOW_S, latency_s=0.02) as server:
+        server.candles("tBTCUSD", "1m")
+        config = tmp_path / "exchange.json"
+        first = subprocess.run(strict_fetch(server, config, "tBTCUSD", "2019-04-01", "2019-04-15"),
+                               capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        cmd = strict_fetch(server, config, "tBTCUSD", "2019-04-15", "2019-06-01")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # right after the first run
+        staging = data_dir / "metadata" / "staging" / "tBTCUSD_1m"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(staging.glob("part-*.parquet"))) < 2:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert 2 <= len(list(staging.glob("part-*.parquet"))) < 7, "killed mid-fetch"
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # at once after kill -9
+        assert again.returncode == 0, again.stderr
+        assert len(server.log) >= 8
+        assert refused(server) == [], f"{len(refused(server))} of {len(server.log)} requests refused"
+        end = datetime(2019, 6, 1, tzinfo=UTC)
+        assert np.array_equal(stored(CandleStore.open(data_dir), "tBTCUSD", "1m"),
+                              expected(server, "tBTCUSD", "1m", START, end))
+
+
+def test_two_concurrent_fetches_share_one_request_budget(data_dir, tmp_path):
+    sample = CandleStore.sample().path("tBTCUSD", "1m")
+    with BitfinexServer({"tBTCUSD": sample, "tLTCUSD": sample}, rate_limit=LIMIT, window_s=WINDOW_S) as server:
+        server.candles("tBTCUSD", "1m"), server.candles("tLTCUSD", "1m")
+        procs = [subprocess.Popen(strict_fetch(server, tmp_path / f"{symbol}.json", symbol, "2019-04-01", "2019-05-01"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for symbol in ("tBTCUSD", "tLTCUSD")]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert len(server.log) >= 10
+        assert refused(server) == [], f"{len(refused(server))} of {len(server.log)} requests refused"
+        store = CandleStore.open(data_dir)
+        for symbol in ("tBTCUSD", "tLTCUSD"):
+            assert np.array_equal(stored(store, symbol, "1m"), expected(server, symbol, "1m", START, MID))
+
+
+def test_an_unusable_request_window_location_is_a_note_not_a_traceback(data_dir):
+    (data_dir / "metadata").mkdir()
+    (data_dir / "metadata" / "rate_window").write_text("a file where the window's folder should be")
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-08", "--base-url", server.url, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Note: ") and "rate_window" in line and "this process only" in line
+    assert "tBTCUSD 1h: 168 candles, version 1" in proc.stdout
+
+
 def test_unknown_symbol_is_a_clear_error(data_dir):
     with BitfinexServer() as server:
         with pytest.raises(DataError, match="returned no tNOPE 1m candles.*unknown symbol"):

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError, ExchangeError, TemporaryExchangeError
+from .ratelimit import RateLimiter
 from .store import SCHEMA, conform
 from .timeframes import check_symbol, from_ms
 
@@ -110,42 +109,6 @@ class RetryPolicy:
         return min(self.max_delay_s, exp * (1.0 + JITTER * rng.random()))
 
 
-class RateLimiter:
-    """At most ``per_minute`` acquisitions in any rolling window of ``window_s`` seconds (default 60).
-
-    A sliding log of grant times: an acquisition is granted at once while the window holds fewer
-    than ``per_minute`` grants, else exactly when the oldest one leaves the window -- never later.
-    Thread-safe; callers queue on a lock.
-    """
-
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = time.sleep, window_s: float = 60.0) -> None:
-        if int(per_minute) < 1:
-            raise ValueError(f"per_minute must be at least 1, got {per_minute!r}")
-        if not window_s > 0:
-            raise ValueError(f"window_s must be positive, got {window_s!r}")
-        self.per_minute = int(per_minute)
-        self.window_s = float(window_s)
-        self._clock = clock
-        self._sleep = sleep
-        self._grants: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Block until a request may be sent; return the seconds waited."""
-        with self._lock:
-            t0 = now = self._clock()
-            while True:
-                # 1 ns slack so float rounding of "oldest + window" can never stall the loop
-                while self._grants and self._grants[0] + self.window_s <= now + 1e-9:
-                    self._grants.popleft()
-                if len(self._grants) < self.per_minute:
-                    self._grants.append(now)
-                    return now - t0
-                self._sleep(self._grants[0] + self.window_s - now)
-                now = self._clock()
-
-
 class _Failure(TemporaryExchangeError):
     """A temporary failure of one attempt, with what the retry loop needs to report it."""
 
@@ -166,8 +129,10 @@ class _Permanent(ExchangeError):
 class BitfinexClient:
     """Candles from the Bitfinex public REST v2 API (or a server speaking the same wire format).
 
-    Every request -- retries included -- first passes the :class:`RateLimiter` (``rate_limit``
-    requests per rolling minute, or the given ``limiter``). ``sleep``/``clock``/``rng`` are injectable
+    Every request -- retries included -- holds a slot of the :class:`~genesis_fw.data.ratelimit.RateLimiter`
+    from before it is sent until its attempt ends (``rate_limit`` requests per rolling minute with the
+    default safety margin, in memory; or the given ``limiter``, e.g. one shared by every process
+    fetching into a store). ``sleep``/``clock``/``rng`` are injectable
     so backoff can be tested with a fake clock. ``on_event`` receives a dict for every retry and failure::
 
         {"event": "retry" | "failed", "reason": str, "attempt": n, "delay_s": float | None,
@@ -254,9 +219,9 @@ class BitfinexClient:
         t0 = self._clock()
         while True:
             attempt += 1
-            self.limiter.acquire()
             try:
-                return self._attempt(self.base_url + url, parse)
+                with self.limiter.slot():  # the slot ends when the attempt does, whatever the outcome
+                    return self._attempt(self.base_url + url, parse)
             except _Permanent as exc:
                 self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
                            status=exc.status)

@@ -21,17 +21,23 @@ divides them (``1h``), stored as that dataset too, and resampled with ``sql/resa
 metadata's ``source`` says ``resampled:1h``.
 
 Every dataset run and every retried or failed request is a line of
-``<data_dir>/metadata/fetch_log.jsonl``.
+``<data_dir>/metadata/fetch_log.jsonl``. The request budget (``exchange.rate_limit`` per
+``exchange.rate_window_s``, padded by ``exchange.rate_margin``) is shared by every fetch into the same
+store through ``<data_dir>/metadata/rate_window/`` (see :mod:`genesis_fw.data.ratelimit`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import numpy as np
@@ -290,7 +296,7 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
         exchange: ExchangeConfig | None = None, transport: Any = None, progress: bool = False,
         on_result: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
     """Fetch every ``symbol -> [timeframes]`` in ``[start, end)`` with one rate-limited client."""
-    from .exchange import BitfinexClient, RetryPolicy
+    from .exchange import BitfinexClient, RateLimiter, RetryPolicy
 
     if start >= end:
         raise DataError(f"start {start.isoformat()} is not before end {end.isoformat()}")
@@ -309,11 +315,18 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
         counters["retries"] += event.get("event") == "retry"
         log.write({"symbol": current[0], "timeframe": current[1], **event})
 
+    def warn(message: str) -> None:
+        print(f"Note: {message}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            log.write({"event": "warning", "message": message})
+
     current = ["", ""]
     start_ms, end_ms = to_ms(start), to_ms(end)
     results: list[FetchResult] = []
     done: dict[tuple[str, str], FetchResult] = {}
-    with BitfinexClient(exchange.base_url, rate_limit=exchange.rate_limit,
+    limiter = RateLimiter(exchange.rate_limit, window_s=exchange.rate_window_s, margin=exchange.rate_margin,
+                          path=window_path(store, exchange.base_url), on_warning=warn)
+    with contextlib.closing(limiter), BitfinexClient(exchange.base_url, limiter=limiter,
                         retry=RetryPolicy(max_attempts=exchange.max_attempts), timeout_s=exchange.timeout_s,
                         transport=transport, on_event=on_event) as client:
         for symbol, tf, source_tf in sorted(plan, key=lambda p: (p[0], timeframe_ms(p[2]), p[1] != p[2])):
@@ -331,6 +344,14 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
                 if on_result:
                     on_result(res)
     return results
+
+
+def window_path(store: CandleStore, base_url: str) -> Path:
+    """The file holding the request window shared by every fetch from ``base_url`` into ``store``:
+    ``<data_dir>/metadata/rate_window/<host>[_<port>].json``."""
+    netloc = urlsplit(base_url).netloc or base_url
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", netloc).strip("._") or "exchange"
+    return store.metadata_dir / "rate_window" / f"{name}.json"
 
 
 def _resample(store: CandleStore, symbol: str, timeframe: str, source_tf: str, log: FetchLog) -> FetchResult:
