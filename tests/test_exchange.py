@@ -23,7 +23,7 @@ from bitfinex_server import FAULTS, PERMANENT_FAULTS, BitfinexServer, max_in_win
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RetryPolicy
+from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RequestRefused, RetryPolicy
 from genesis_fw.data.ratelimit import DEFAULT_MARGIN, POLL_S
 from genesis_fw.data.store import SCHEMA, CandleStore, Dataset, read, resample
 from genesis_fw.data.timeframes import to_ms
@@ -238,7 +238,7 @@ def test_permanent_failures_raise_at_once_with_the_exchange_text(name):
     c = client(scripted(response, ok(), log=log), on_event=events.append)
     with pytest.raises(ExchangeError) as err:
         c.page("tBTCUSD", "1m", G_START, G_END)
-    assert type(err.value) is ExchangeError
+    assert type(err.value) is RequestRefused
     msg = str(err.value)
     assert text in msg and PATH_1M in msg and "\n" not in msg
     assert len(log) == 1
@@ -486,7 +486,7 @@ def test_client_errors_are_not_retried(server, fault, text):
     events: list = []
     with pytest.raises(ExchangeError, match=text) as err:
         fetch(server, on_event=events.append)
-    assert type(err.value) is ExchangeError and "attempt" not in str(err.value)
+    assert type(err.value) is RequestRefused and "attempt" not in str(err.value)
     assert len(server.log) == 1 and [e["event"] for e in events] == ["failed"]
 
 

@@ -23,6 +23,7 @@ from conftest import run_cli
 from genesis_fw.config import ExchangeConfig
 from genesis_fw.data import fetch
 from genesis_fw.data.datasets import current
+from genesis_fw.data.exchange import RequestRefused
 from genesis_fw.data.store import CandleStore, Dataset, read, resample
 from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
@@ -127,9 +128,11 @@ def test_a_request_error_fails_at_once_without_retries(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:
         server.inject("10020")
-        with pytest.raises(ExchangeError, match="limit: invalid") as err:
+        with pytest.raises(fetch.FetchFailed, match="limit: invalid") as err:
             fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
         assert len(server.log) == 1 and "\n" not in str(err.value)
+    (failure,) = err.value.failures
+    assert isinstance(failure[2], RequestRefused) and "run the same command again" not in str(err.value)
     log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
     assert [r["event"] for r in log] == ["failed", "fetch"] and log[0]["attempt"] == 1
 
@@ -167,8 +170,9 @@ def test_exhausted_retries_keep_progress_and_the_next_run_resumes(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:
         server.inject(None, None, "503", "503", "503")  # two good pages, then the exchange is down
-        with pytest.raises(ExchangeError) as err:
+        with pytest.raises(fetch.FetchFailed) as err:
             fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, max_attempts=3))
+        assert type(err.value.failures[0][2]) is ExchangeError
         message = str(err.value)
         assert "\n" not in message and "run the same command again to resume" in message
         assert "20000 candles up to 2019-04-" in message and not store.has("tBTCUSD", "1m")
@@ -283,8 +287,9 @@ def test_an_unusable_request_window_location_is_a_note_not_a_traceback(data_dir)
 
 def test_unknown_symbol_is_a_clear_error(data_dir):
     with BitfinexServer() as server:
-        with pytest.raises(DataError, match="returned no tNOPE 1m candles.*unknown symbol"):
+        with pytest.raises(fetch.FetchFailed, match="returned no tNOPE 1m candles.*unknown symbol") as err:
             fetch.run(CandleStore.open(data_dir), {"tNOPE": ["1m"]}, START, END, exchange=fast_exchange(server))
+    assert isinstance(err.value.failures[0][2], DataError)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -325,6 +330,45 @@ def test_cli_fetch_reports_and_reads_the_url_from_the_environment(data_dir):
     assert "tBTCUSD 1h: 168 candles, version 1" in proc.stdout
     assert "tBTCUSD 4h: 42 candles, version 1; from resampled:1h" in proc.stdout
     assert "requests" in proc.stderr or "requests" in proc.stdout  # plain progress lines when not a TTY
+
+
+def test_cli_multi_dataset_fetch_finishes_the_others_and_reports_every_failure(data_dir):
+    """tABCUSD is unknown (sorted first, so it fails first) and the server refuses 1D with ERR_PARAMS."""
+    with BitfinexServer(timeframes=("1m", "1h")) as server:
+        proc = run_cli("fetch", "--symbol", "tETHUSD,tABCUSD,tBTCUSD", "--timeframe", "1h,4h,1D",
+                       "--start", "2019-04-01", "--end", "2019-04-03", "--base-url", server.url, "--quiet")
+        assert sum(e.status == 500 for e in server.log) == 3, "each 1D asked once, not retried"
+    assert proc.returncode == 1, proc.stderr
+    store = CandleStore.open(data_dir)
+    for symbol in ("tBTCUSD", "tETHUSD"):
+        for tf, n in (("1h", 48), ("4h", 12)):
+            assert current(store, symbol, tf).num_candles == n
+            assert f"{symbol} {tf}: {n} candles, version 1" in proc.stdout
+        assert not store.has(symbol, "1D")
+    assert not any(store.has("tABCUSD", tf) for tf in ("1h", "4h", "1D"))
+    lines = proc.stderr.strip().splitlines()
+    assert all(line.startswith("Error: ") for line in lines) and "Traceback" not in proc.stderr
+    failed = ["tABCUSD 1h", "tABCUSD 4h", "tABCUSD 1D", "tBTCUSD 1D", "tETHUSD 1D"]
+    assert len(lines) == len(failed)
+    for label, line in zip(failed, lines, strict=True):
+        assert label in line, (label, line)
+    assert "returned no tABCUSD 1h candles" in lines[0] and "time_interval: invalid" in lines[2]
+
+
+def test_a_failed_dataset_does_not_stop_the_others(data_dir):
+    store = CandleStore.open(data_dir)
+    seen: list = []
+    with BitfinexServer() as server:
+        with pytest.raises(fetch.FetchFailed) as err:
+            fetch.run(store, {"tNOPE": ["4h"], "tBTCUSD": ["1h"]}, START, MID, exchange=fast_exchange(server),
+                      on_result=seen.append)
+    (failure,) = err.value.failures
+    assert failure[:2] == ("tNOPE", "4h") and isinstance(failure[2], DataError)
+    assert "tNOPE 4h" in str(err.value) and "returned no tNOPE 1h candles" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert [(r.symbol, r.timeframe) for r in err.value.results] == [("tBTCUSD", "1h")] == \
+        [(r.symbol, r.timeframe) for r in seen]
+    assert current(store, "tBTCUSD", "1h").version == 1 and not store.has("tNOPE", "4h")
 
 
 def test_preset_phase3_is_the_documented_collection():

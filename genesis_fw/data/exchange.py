@@ -59,14 +59,13 @@ CLASSIFICATION: dict[str, tuple[bool, str]] = {
     "error 11000": (True, "ERR_READY: the exchange is not ready, try again later"),
     "error 11010": (True, "ERR_RATE_LIMIT: too many requests"),
     "error 20060": (True, "the exchange is in maintenance"),
-    "error 10020": (False, "ERR_PARAMS: a parameter of the request is invalid (symbol, timeframe, limit)"),
-    "error 10001": (False, "ERR_GENERIC: the exchange rejects the request (e.g. 'symbol: invalid')"),
+    "error 10020": (False, "ERR_PARAMS: a parameter of the request is invalid, e.g. symbol, timeframe or limit"),
+    "error 10001": (False, "ERR_GENERIC: the exchange rejects the request, e.g. 'symbol: invalid'"),
     "HTTP 429": (True, "too many requests"),
-    "HTTP 5xx": (True, "server trouble (also an error body whose code is not listed above)"),
-    "HTTP 4xx": (False, "the request is wrong (also an error body whose code is not listed above)"),
+    "HTTP 5xx": (True, "server trouble"),  # also an error body whose code is not listed above
+    "HTTP 4xx": (False, "the request is wrong"),  # ditto
     "HTTP 3xx": (False, "a redirect: not followed, the base URL is wrong"),
-    "HTTP 2xx": (True, "an answer that is not a valid page: not JSON, malformed or out-of-range rows, or "
-                       "an error body whose code is not listed above"),
+    "HTTP 2xx": (True, "not a valid page"),  # not JSON, malformed or out-of-range rows, an unlisted error code
     "timeout": (True, "no answer within the timeout"),
     "connection error": (True, "refused, reset or closed before the whole answer arrived"),
 }
@@ -117,6 +116,11 @@ class _Failure(TemporaryExchangeError):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+
+
+class RequestRefused(ExchangeError):
+    """The exchange refused the request itself (a final verdict of :data:`CLASSIFICATION`): retrying,
+    now or later, gets the same answer."""
 
 
 class _Permanent(ExchangeError):
@@ -225,7 +229,7 @@ class BitfinexClient:
             except _Permanent as exc:
                 self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
                            status=exc.status)
-                raise ExchangeError(f"Bitfinex refused GET {url}: {exc.reason}") from None
+                raise RequestRefused(f"Bitfinex refused GET {url}: {exc.reason}") from None
             except _Failure as exc:
                 if attempt >= policy.max_attempts:
                     self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
