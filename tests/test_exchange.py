@@ -377,6 +377,15 @@ def test_a_request_in_flight_of_a_dead_process_counts_from_when_it_is_noticed(tm
     limiter.close()
 
 
+def test_a_window_written_before_the_clock_was_set_back_does_not_block_for_hours(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"requests": [{"id": "a", "t": 9000.0, "end": 9000.5, "pid": 0, "host": ""}]}))
+    fake = FakeTime()  # now = 1000: the entry is 8000 s in the future
+    limiter = RateLimiter(1, window_s=2.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.acquire() == pytest.approx(2.0, abs=POLL_S)  # one window from now, not 8000 s
+    limiter.close()
+
+
 def test_an_unusable_window_file_falls_back_to_this_process_with_a_warning(tmp_path):
     blocker = tmp_path / "metadata"
     blocker.write_text("a file, not a folder")

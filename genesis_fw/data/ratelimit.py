@@ -145,9 +145,13 @@ class RateLimiter:
     def _expiry(self, e: dict[str, Any], now: float) -> float:
         """When entry ``e`` stops counting (may mark a dead process's request as ended now)."""
         end = e.get("end")
+        t = float(e["t"])
+        if max(t, float(end) if end is not None else t) > now + self.effective_window_s:
+            # from the future: the wall clock was set back; count it as ended now rather than for hours
+            e["t"] = e["end"] = now
+            return now + self.effective_window_s
         if end is not None:
             return float(end) + self.effective_window_s
-        t = float(e["t"])
         if now - t > ABANDONED_AFTER_S:
             return t + ABANDONED_AFTER_S + self.effective_window_s
         if e.get("host") == _HOST and not _alive(int(e.get("pid", 0))):
