@@ -3,8 +3,9 @@
 The server enforces the same limit as the client (``--rate-limit`` per rolling 60 s, answering HTTP 429
 beyond it). Prints requests per candle, how full the pages are, how many requests the server refused
 (target: none), and how much of the allowed request rate the client used: the busiest rolling 60 s
-window as a fraction of the limit (the client's safety margin, ``exchange.rate_margin``, keeps it
-near ``1 / (1 + margin)``, about 95 %, on purpose), and the idle time the client left on the table
+window as a fraction of the limit (never above 100 %), the shortest time between a request and the one a
+whole budget later (at least the window padded by the client's safety margin, ``exchange.rate_margin``,
+plus the answer's latency), and the idle time the client left on the table
 (time a request could have been sent under its padded window, counted from the previous answer, but
 was not).
 
@@ -55,6 +56,8 @@ def main() -> None:
     n, limit = len(times), args.rate_limit
     padded = config.rate_window_s * (1 + config.rate_margin)
     busiest = max(sum(1 for u in times if t <= u < t + 60.0) for t in times)
+    # the margin at work: request k + limit reaches the server a padded window after request k's answer
+    spacing = min((times[k + limit] - times[k] for k in range(n - limit)), default=float("nan"))
     # Request k (k >= limit) may go out a padded window after the answer to request k - limit at the
     # earliest; anything later than that and later than the previous answer is idle time not needed.
     idle = 0.0
@@ -67,8 +70,9 @@ def main() -> None:
     print(f"requests per candle: {n / result.candles_fetched:.6f}  (floor with full pages: "
           f"{1 / 10_000:.6f}; {full_pages:.1f} pages' worth of candles)")
     print(f"refused by the server (HTTP 429): {refused} of {n}  [target 0]")
-    print(f"busiest rolling 60 s window: {busiest} requests = {busiest / limit:.0%} of the limit  [margin "
-          f"{config.rate_margin:.0%}: about {1 / (1 + config.rate_margin):.0%}, never above 100 %]")
+    print(f"busiest rolling 60 s window: {busiest} requests = {busiest / limit:.0%} of the limit  [never above 100 %]")
+    print(f"shortest time from request k to request k + {limit}: {spacing:.2f} s  [padded window {padded:.0f} s "
+          f"(margin {config.rate_margin:.0%}) + the answer's latency]")
     print(f"idle time beyond what the limit needs: {idle:.2f} s over {max(0, n - limit)} rate-limited requests")
 
 
