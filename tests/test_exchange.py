@@ -513,6 +513,22 @@ def test_a_server_failing_every_few_requests_is_paged_to_completion(server):
     assert all(e["reason"].startswith("HTTP 500") and e["status"] == 500 for e in events)
 
 
+@pytest.mark.parametrize("key,answer", [("timeout", httpx.ReadTimeout("timed out")),
+                                        ("connection error", httpx.ConnectError("refused")),
+                                        ("HTTP 2xx", rows_json([R0[:5]])),
+                                        ("HTTP 5xx", httpx.Response(503)),
+                                        ("error 10000", httpx.Response(500, json=["error", 10000, "unknown error"]))])
+def test_the_table_alone_decides(monkeypatch, key, answer):
+    """Flip one row of the table and the client follows it: no second place holds the rules."""
+    from genesis_fw.data.exchange import CLASSIFICATION
+
+    monkeypatch.setitem(CLASSIFICATION, key, (False, "flipped for the test"))
+    log: list = []
+    with pytest.raises(RequestRefused):
+        client(scripted(answer, ok(), log=log)).page("tBTCUSD", "1m", G_START, G_END)
+    assert len(log) == 1
+
+
 def test_the_classification_table_is_documented():
     """docs/DATA_PIPELINE.md lists every row of the client's table, with the same verdict."""
     from genesis_fw.data.exchange import CLASSIFICATION

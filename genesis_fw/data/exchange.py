@@ -13,7 +13,7 @@ Failures are sorted by one table, :data:`CLASSIFICATION` (documented in ``docs/D
   (maintenance) whatever the HTTP status, timeouts, connection errors and resets, and any 2xx answer
   that is not a valid page (not JSON, not a list of 6-number rows, rows unsorted or duplicated,
   outside the requested range, more rows than ``limit``);
-* final (:class:`~genesis_fw.errors.ExchangeError`, raised at once): errors about the request --
+* final (:class:`RequestRefused`, an ExchangeError, raised at once): errors about the request --
   10020 (ERR_PARAMS: symbol, timeframe or limit invalid), 10001 (ERR_GENERIC, e.g. "symbol: invalid"),
   other 4xx, and redirects.
 
@@ -31,7 +31,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import httpx
@@ -49,6 +49,8 @@ NATIVE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1D", "1
 PAGE_LIMIT = 10_000
 #: Bitfinex error code of "ratelimit: error".
 RATE_LIMIT_CODE = 11010
+#: Jitter added on top of the exponential delay, as a fraction of it (0.25 = up to +25 %).
+JITTER = 0.25
 
 #: How a failed answer is sorted: key -> (retryable, why). Looked up in order: the error code of a
 #: ``["error", code, message]`` body (``"error 10020"``), then the exact HTTP status (``"HTTP 429"``),
@@ -84,8 +86,6 @@ def classify(status: int | None, code: int | None = None) -> tuple[str, bool, st
         key = f"HTTP {min(max(status // 100, 2), 5)}xx"
     retry, why = CLASSIFICATION[key]
     return key, retry, why
-#: Jitter added on top of the exponential delay, as a fraction of it (0.25 = up to +25 %).
-JITTER = 0.25
 
 _DEFAULT_URL = "https://api-pub.bitfinex.com"
 
@@ -249,9 +249,9 @@ class BitfinexClient:
         try:
             resp = self._http.get(url)
         except httpx.TimeoutException as exc:
-            raise _Failure(f"timeout ({type(exc).__name__})") from None
+            _verdict("timeout", f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            raise _Failure(f"connection error ({type(exc).__name__}: {_one_line(str(exc))})") from None
+            _verdict("connection error", f"connection error ({type(exc).__name__}: {_one_line(str(exc))})")
         status = resp.status_code
         text = resp.text
         try:
@@ -261,18 +261,22 @@ class BitfinexClient:
         reason_phrase = f"HTTP {status}" + (f" {resp.reason_phrase}" if resp.reason_phrase else "")
         code = _error_code(body)
         if code is not None or status >= 300:
-            key, retry, why = classify(status, code)
-            reason = f"{reason_phrase}: {_error_text(body) or _snippet(text)} ({why})"
-            if retry:
-                raise _Failure(reason, status, _retry_after(resp.headers.get("retry-after")))
-            raise _Permanent(reason, status)
+            key, _, why = classify(status, code)
+            _verdict(key, f"{reason_phrase}: {_error_text(body) or _snippet(text)} ({why})", status,
+                     _retry_after(resp.headers.get("retry-after")))
         if body is _NOT_JSON:
-            raise _Failure(f"{reason_phrase} with a body that is not JSON: {_snippet(text)}", status)
+            _verdict("HTTP 2xx", f"{reason_phrase} with a body that is not JSON: {_snippet(text)}", status)
         try:
             return parse(body)
-        except _Failure as exc:
-            exc.status = status
-            raise
+        except _Failure as exc:  # not a valid page
+            _verdict("HTTP 2xx", exc.reason, status)
+
+
+def _verdict(key: str, reason: str, status: int | None = None, retry_after: float | None = None) -> NoReturn:
+    """Raise the failure ``reason`` as :data:`CLASSIFICATION` row ``key`` says: retryable or final."""
+    if CLASSIFICATION[key][0]:
+        raise _Failure(reason, status, retry_after)
+    raise _Permanent(reason, status)
 
 
 _NOT_JSON = object()
