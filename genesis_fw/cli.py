@@ -332,7 +332,9 @@ def fetch(ctx: click.Context, symbols, timeframes, start, end, preset, base_url,
           quiet: bool) -> None:
     """Fetch candles from Bitfinex into the store: resumable, incremental, versioned.
 
-    Only what the store lacks is requested; an interrupted fetch resumes where it stopped.
+    Only what the store lacks is requested; an interrupted fetch resumes where it stopped. A dataset
+    that fails does not stop the others: each failure is reported on its own line, and the exit
+    status is 1.
 
     \b
     Examples:
@@ -376,7 +378,14 @@ def fetch(ctx: click.Context, symbols, timeframes, start, end, preset, base_url,
             if res.source == "bitfinex" else f"from {res.source}"
         click.echo(f"{res.symbol} {res.timeframe}: {res.num_candles:,} candles, {what}; {how}")
 
-    fetch_mod.run(store, datasets, start_dt, end_dt, exchange=cfg.exchange, progress=not quiet, on_result=report)
+    try:
+        fetch_mod.run(store, datasets, start_dt, end_dt, exchange=cfg.exchange, progress=not quiet, on_result=report)
+    except fetch_mod.FetchFailed as exc:  # the other datasets are done: one line per failure
+        if _obj(ctx)["debug"]:
+            raise
+        for line in exc.lines():
+            click.echo(f"Error: {line}", err=True)
+        ctx.exit(1)
 
 
 @cli.group()

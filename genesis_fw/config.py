@@ -171,8 +171,14 @@ class ExchangeConfig:
 
     #: Base URL of the Bitfinex public REST API (or a mirror / local server).
     base_url: str = "https://api-pub.bitfinex.com"
-    #: Most requests in any rolling 60 s window (the public API allows about 10-90 per minute).
+    #: Most requests in any rolling window of ``rate_window_s`` seconds (the public API allows about 10-90
+    #: per minute).
     rate_limit: int = attrs.field(default=10, validator=_in_range(1, 10_000))
+    #: Length of the rolling window ``rate_limit`` counts in, in seconds.
+    rate_window_s: float = attrs.field(default=60.0, validator=_in_range(0, lo_open=True))
+    #: Safety margin as a fraction of the window: 0.05 runs 30 per 60 s as 30 per 63 s. Each request also
+    #: counts from when its answer arrived, and the window is shared by every fetch on the same store.
+    rate_margin: float = attrs.field(default=0.05, validator=_in_range(0, 1))
     #: Attempts per request before giving up on a retryable failure (429, 5xx, timeout, bad body).
     max_attempts: int = attrs.field(default=8, validator=_in_range(1, 100))
     #: Timeout of one HTTP request, in seconds.

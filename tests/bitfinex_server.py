@@ -10,6 +10,7 @@ other timeframes are aggregated with :func:`genesis_fw.data.store.resample`.
 
     with BitfinexServer(rate_limit=5, window_s=0.5) as server:
         server.inject(None, "503", "reset")      # 1st request normal, 2nd gets a 503, 3rd a reset
+        server.misbehave(every=3)                 # then every 3rd request: HTTP 500 ERR_UNK / ERR_READY
         ... BitfinexClient(server.url) ...
         server.log                                # [LogEntry(t, path, query, status, fault), ...]
 """
@@ -36,6 +37,8 @@ DATA = Path(__file__).parent / "data"
 FAULTS = (
     "429",           # HTTP 429 + Retry-After + ["error", 11010, "ratelimit: error"]
     "11010",         # HTTP 500 with the rate-limit error body, no Retry-After
+    "10000",         # HTTP 500 ["error", 10000, "unknown error"] (ERR_UNK: server trouble)
+    "11000",         # HTTP 500 ["error", 11000, "not ready"] (ERR_READY: try again later)
     "500", "502", "503",  # plain text / HTML gateway error pages
     "timeout",       # sleep past the client's timeout, then answer normally
     "reset",         # headers + half the body, then the connection is closed
@@ -51,7 +54,10 @@ FAULTS = (
     "out_of_range",  # an extra row before the requested start
     "overfull",      # one row more than the limit
     "400", "404",    # permanent client errors
+    "10020",         # HTTP 500 ["error", 10020, "limit: invalid"]: Bitfinex's answer to a bad request
 )
+#: Faults about the request itself: a client must give up at once, without retrying.
+PERMANENT_FAULTS = ("400", "404", "10020")
 SLOW_FAULTS = ("timeout",)
 
 
@@ -90,6 +96,9 @@ class BitfinexServer:
         self.latency_s = latency_s
         self.log: list[LogEntry] = []
         self._faults: deque[str | None] = deque()
+        self._every = 0
+        self._every_faults: tuple[str, ...] = ()
+        self._served = 0  # candle requests past the rate limit, scripted or not
         self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._accepted: deque[float] = deque()
         self._lock = threading.Lock()
@@ -148,6 +157,18 @@ class BitfinexServer:
         with self._lock:
             self._faults.extend(list(script) * times)
 
+    def misbehave(self, every: int, faults: tuple[str, ...] = ("10000", "11000")) -> None:
+        """From now on answer every ``every``-th candle request with the next of ``faults``, in turn.
+
+        Counts requests past the server's rate limit; a scripted :meth:`inject` fault takes precedence.
+        ``every=0`` stops it.
+        """
+        for kind in faults:
+            if kind not in FAULTS:
+                raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self._every, self._every_faults, self._served = int(every), tuple(faults), 0
+
     @property
     def pending_faults(self) -> int:
         with self._lock:
@@ -170,7 +191,13 @@ class BitfinexServer:
     # -- request handling (called from handler threads) ------------------------------------------------
     def _next_fault(self) -> str | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            self._served += 1
+            if self._faults:
+                return self._faults.popleft()
+            if self._every and self._every_faults and self._served % self._every == 0:
+                n = self._served // self._every - 1
+                return self._every_faults[n % len(self._every_faults)]
+            return None
 
     def _rate_check(self, now: float) -> float | None:
         """None if the request is within the rate limit (and count it), else seconds until a slot frees."""
@@ -280,6 +307,15 @@ class _Handler(BaseHTTPRequestHandler):
             return 429, fault
         if fault == "11010":
             self._json(500, ["error", 11010, "ratelimit: error"])
+            return 500, fault
+        if fault == "10000":
+            self._json(500, ["error", 10000, "unknown error"])
+            return 500, fault
+        if fault == "11000":
+            self._json(500, ["error", 11000, "not ready"])
+            return 500, fault
+        if fault == "10020":
+            self._json(500, ["error", 10020, "limit: invalid"])
             return 500, fault
         if fault == "500":
             self._send(500, b"500 Internal Server Error", "text/plain")

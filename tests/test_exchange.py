@@ -7,7 +7,11 @@ HTTP server on 127.0.0.1 (tests/bitfinex_server.py) that serves real candles and
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,11 +19,12 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from bitfinex_server import FAULTS, BitfinexServer, max_in_window
+from bitfinex_server import FAULTS, PERMANENT_FAULTS, BitfinexServer, max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RetryPolicy
+from genesis_fw.data.exchange import JITTER, PAGE_LIMIT, BitfinexClient, RateLimiter, RequestRefused, RetryPolicy
+from genesis_fw.data.ratelimit import DEFAULT_MARGIN, POLL_S
 from genesis_fw.data.store import SCHEMA, CandleStore, Dataset, read, resample
 from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
@@ -161,6 +166,12 @@ TEMPORARY = {
     "11010 body 200": httpx.Response(200, json=["error", 11010, "ratelimit: error"]),
     "11010 body 500": httpx.Response(500, json=["error", 11010, "ratelimit: error"]),
     "old rate limit body": httpx.Response(429, json={"error": "ERR_RATE_LIMIT"}),
+    "ERR_UNK 500": httpx.Response(500, json=["error", 10000, "unknown error"]),
+    "ERR_UNK 200": httpx.Response(200, json=["error", 10000, "unknown error"]),
+    "ERR_READY 500": httpx.Response(500, json=["error", 11000, "not ready"]),
+    "maintenance 20060": httpx.Response(500, json=["error", 20060, "maintenance"]),
+    "unlisted code 500": httpx.Response(500, json=["error", 12345, "something new"]),
+    "503 with an error body": httpx.Response(503, json=["error", 10000, "unknown error"]),
     "500 text": httpx.Response(500, text="Internal Server Error"),
     "502 html": httpx.Response(502, html="<html><body>Bad gateway</body></html>"),
     "503": httpx.Response(503),
@@ -213,6 +224,9 @@ PERMANENT = {
     "bad timeframe 500": (httpx.Response(500, json=["error", 10020, "time_interval: invalid"]),
                           "time_interval: invalid"),
     "error body 200": (httpx.Response(200, json=["error", 10001, "symbol: invalid"]), "symbol: invalid"),
+    "ERR_PARAMS 500": (httpx.Response(500, json=["error", 10020, "symbol: invalid"]), "symbol: invalid"),
+    "ERR_GENERIC 500": (httpx.Response(500, json=["error", 10001, "symbol: invalid"]), "symbol: invalid"),
+    "unlisted code 400": (httpx.Response(400, json=["error", 12345, "bad thing"]), "bad thing"),
     "redirect": (httpx.Response(301, headers={"location": "https://elsewhere"}, text="moved"), "301"),
 }
 
@@ -224,7 +238,7 @@ def test_permanent_failures_raise_at_once_with_the_exchange_text(name):
     c = client(scripted(response, ok(), log=log), on_event=events.append)
     with pytest.raises(ExchangeError) as err:
         c.page("tBTCUSD", "1m", G_START, G_END)
-    assert type(err.value) is ExchangeError
+    assert type(err.value) is RequestRefused
     msg = str(err.value)
     assert text in msg and PATH_1M in msg and "\n" not in msg
     assert len(log) == 1
@@ -243,6 +257,8 @@ def test_backoff_is_exponential_with_jitter_capped_then_gives_up_in_one_line():
     assert type(err.value) is ExchangeError
     msg = str(err.value)
     assert "\n" not in msg and "7 attempt" in msg and "503" in msg and PATH_1M in msg
+    # how many attempts over how long: the fake clock only moves by the backoff sleeps
+    assert f"after 7 attempts over {sum(fake.sleeps):.1f} s" in msg
     assert len(log) == 7 and len(fake.sleeps) == 6
     for n, d in enumerate(fake.sleeps, start=1):
         exp = 2.0 ** (n - 1)
@@ -276,17 +292,19 @@ def test_every_attempt_waits_for_the_rate_limiter_retries_included():
     c.page("tBTCUSD", "1m", G_START, G_END)
     c.page("tBTCUSD", "1m", G_START, G_END)
     times = [t for t, _ in log]
-    assert times == [1000.0, 1000.0, 1060.0, 1060.0]
-    assert max_in_window(times, 60.0) == 2
+    window = 60.0 * (1 + DEFAULT_MARGIN)  # a minute plus the safety margin
+    assert times == [1000.0, 1000.0, 1000.0 + window, 1000.0 + window]
+    assert max_in_window(times, window) == 2
 
 
 # -- rate limiter ------------------------------------------------------------------------------------------
 @settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 6), window=st.sampled_from([60.0, 1.0, 0.25]),
+@given(n=st.integers(1, 6), window=st.sampled_from([60.0, 1.0, 0.25]), margin=st.sampled_from([0.0, 0.05, 0.5]),
        gaps=st.lists(st.floats(0, 90, allow_nan=False), min_size=1, max_size=40))
-def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, gaps):
+def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, margin, gaps):
     fake = FakeTime()
-    limiter = RateLimiter(n, clock=fake.clock, sleep=fake.sleep, window_s=window)
+    limiter = RateLimiter(n, clock=fake.clock, sleep=fake.sleep, window_s=window, margin=margin)
+    padded = window * (1 + margin)
     calls, grants = [], []
     for gap in gaps:
         fake.now += gap * window / 60.0  # the caller is busy elsewhere for a while
@@ -295,19 +313,88 @@ def test_rate_limiter_never_exceeds_the_window_and_never_idles(n, window, gaps):
         grants.append(fake.now)
         assert waited == pytest.approx(grants[-1] - calls[-1], abs=1e-9)
     for k in range(n, len(grants)):
-        assert grants[k] - grants[k - n] >= window - 1e-9  # <= n grants in any window
+        assert grants[k] - grants[k - n] >= padded - 1e-9  # <= n grants in any padded window
     for k, (call, grant) in enumerate(zip(calls, grants, strict=True)):
-        earliest = max(call, grants[k - n] + window) if k >= n else call
+        earliest = max(call, grants[k - n] + padded) if k >= n else call
         assert grant == pytest.approx(earliest, abs=1e-9)  # granted the moment the budget allows
 
 
-def test_rate_limiter_default_window_is_a_minute():
+def test_rate_limiter_default_window_is_a_minute_plus_the_margin():
     fake = FakeTime()
     limiter = RateLimiter(10, clock=fake.clock, sleep=fake.sleep)
     assert [limiter.acquire() for _ in range(10)] == [0.0] * 10
-    assert limiter.acquire() == pytest.approx(60.0)
+    assert DEFAULT_MARGIN == 0.05 and limiter.effective_window_s == pytest.approx(63.0)
+    assert limiter.acquire() == pytest.approx(63.0)
     with pytest.raises(ValueError):
         RateLimiter(0)
+    with pytest.raises(ValueError):
+        RateLimiter(1, margin=-0.1)
+
+
+def test_a_slot_counts_from_when_the_request_ended():
+    """The exchange saw a request somewhere between sending and answer: the window starts at the answer."""
+    fake = FakeTime()
+    limiter = RateLimiter(1, clock=fake.clock, sleep=fake.sleep, window_s=10.0, margin=0.0)
+    with limiter.slot() as waited:
+        assert waited == 0.0
+        fake.now += 3.0  # a slow answer
+    with limiter.slot() as waited:
+        assert waited == pytest.approx(10.0) and fake.now == pytest.approx(1013.0)
+    with pytest.raises(RuntimeError), limiter.slot():  # a failed attempt ends its slot too
+        raise RuntimeError("boom")
+    assert limiter.acquire() == pytest.approx(10.0)
+
+
+def test_a_shared_window_file_is_one_budget_and_survives_the_limiter(tmp_path):
+    path = tmp_path / "metadata" / "rate_window" / "api.json"  # the folders do not exist yet
+    first = RateLimiter(2, window_s=30.0, margin=0.0, path=path)
+    assert first.shared and max(first.acquire(), first.acquire()) < 0.5  # not limited (wall clock)
+    first.close()
+    saved = json.loads(path.read_text())["requests"]
+    assert len(saved) == 2 and all(e["end"] is not None and e["pid"] == os.getpid() for e in saved)
+    fake = FakeTime()
+    fake.now = max(e["end"] for e in saved) + 29.0  # a later limiter on the same file, 1 s before a slot frees
+    second = RateLimiter(2, window_s=30.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert second.acquire() == pytest.approx(1.0, abs=0.2)
+    second.close()
+
+
+def test_a_request_in_flight_of_a_dead_process_counts_from_when_it_is_noticed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # exited and reaped: no such process any more
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"requests": [
+        {"id": "a", "t": 5000.0, "end": None, "pid": pid, "host": socket.gethostname()},  # killed in flight
+        {"id": "b", "t": 5000.0, "end": None, "pid": os.getpid(), "host": socket.gethostname()},  # in flight here
+        {"id": "c", "t": 5000.0, "end": None, "pid": 1, "host": "elsewhere"},  # another host: cannot tell
+    ]}))
+    fake = FakeTime()
+    fake.now = 5001.0
+    limiter = RateLimiter(4, window_s=2.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.acquire() == 0.0  # three in flight are counted, one slot left
+    # now 4 requests hold slots: the dead process's frees 2 s after it was noticed, the others stay in flight
+    assert limiter.acquire() == pytest.approx(2.0, abs=POLL_S)
+    limiter.close()
+
+
+def test_a_window_written_before_the_clock_was_set_back_does_not_block_for_hours(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"requests": [{"id": "a", "t": 9000.0, "end": 9000.5, "pid": 0, "host": ""}]}))
+    fake = FakeTime()  # now = 1000: the entry is 8000 s in the future
+    limiter = RateLimiter(1, window_s=2.0, margin=0.0, path=path, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.acquire() == pytest.approx(2.0, abs=POLL_S)  # one window from now, not 8000 s
+    limiter.close()
+
+
+def test_an_unusable_window_file_falls_back_to_this_process_with_a_warning(tmp_path):
+    blocker = tmp_path / "metadata"
+    blocker.write_text("a file, not a folder")
+    warnings: list[str] = []
+    limiter = RateLimiter(2, window_s=0.3, path=blocker / "rate_window" / "x.json", on_warning=warnings.append)
+    assert not limiter.shared and max(limiter.acquire(), limiter.acquire()) < 0.5
+    assert limiter.acquire() > 0  # still limited, in memory
+    (warning,) = warnings
+    assert "this process only" in warning and "rate_window" in warning and "\n" not in warning
 
 
 # -- paging (mock) -----------------------------------------------------------------------------------------
@@ -369,7 +456,7 @@ def test_local_server_speaks_the_exchange_wire_format(server):
     assert [e.status for e in server.log] == [200, 200, 200, 200, 200, 500, 200]
 
 
-@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in ("400", "404")])
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in PERMANENT_FAULTS])
 def test_paging_through_every_fault_returns_exactly_the_source(server, fault):
     server.inject(None, fault, None, None, fault, fault, None, fault)
     got = fetch(server)
@@ -401,12 +488,60 @@ def test_unknown_symbol_is_empty(server):
     assert [e.status for e in server.log] == [200, 200]
 
 
-@pytest.mark.parametrize("fault,text", [("400", "limit: invalid"), ("404", "Not Found")])
+@pytest.mark.parametrize("fault,text", [("400", "limit: invalid"), ("404", "Not Found"), ("10020", "limit: invalid")])
 def test_client_errors_are_not_retried(server, fault, text):
+    assert set(PERMANENT_FAULTS) == {"400", "404", "10020"}
     server.inject(fault)
-    with pytest.raises(ExchangeError, match=text):
-        fetch(server)
-    assert len(server.log) == 1
+    events: list = []
+    with pytest.raises(ExchangeError, match=text) as err:
+        fetch(server, on_event=events.append)
+    assert type(err.value) is RequestRefused and "attempt" not in str(err.value)
+    assert len(server.log) == 1 and [e["event"] for e in events] == ["failed"]
+
+
+def test_a_server_failing_every_few_requests_is_paged_to_completion(server):
+    """HTTP 500 ERR_UNK / ERR_READY on every 3rd request, the way Bitfinex has trouble: all retried."""
+    server.candles("tBTCUSD", "1m")  # load the source first: a cold first answer could time out
+    server.misbehave(every=3, faults=("10000", "11000"))
+    events: list = []
+    got = fetch(server, limit=200, on_event=events.append)  # 2 days of 1m in 15 pages
+    assert got.equals(sample(START, END))
+    faults = [e for e in server.log if e.fault in ("10000", "11000")]
+    assert len(faults) >= 7 and {e.fault for e in faults} == {"10000", "11000"}
+    assert all(e.status == 500 for e in faults)
+    assert [e["event"] for e in events] == ["retry"] * len(faults)
+    assert all(e["reason"].startswith("HTTP 500") and e["status"] == 500 for e in events)
+
+
+@pytest.mark.parametrize("key,answer", [("timeout", httpx.ReadTimeout("timed out")),
+                                        ("connection error", httpx.ConnectError("refused")),
+                                        ("HTTP 2xx", rows_json([R0[:5]])),
+                                        ("HTTP 5xx", httpx.Response(503)),
+                                        ("error 10000", httpx.Response(500, json=["error", 10000, "unknown error"]))])
+def test_the_table_alone_decides(monkeypatch, key, answer):
+    """Flip one row of the table and the client follows it: no second place holds the rules."""
+    from genesis_fw.data.exchange import CLASSIFICATION
+
+    monkeypatch.setitem(CLASSIFICATION, key, (False, "flipped for the test"))
+    log: list = []
+    with pytest.raises(RequestRefused):
+        client(scripted(answer, ok(), log=log)).page("tBTCUSD", "1m", G_START, G_END)
+    assert len(log) == 1
+
+
+def test_the_classification_table_is_documented():
+    """docs/DATA_PIPELINE.md lists every row of the client's table, with the same verdict."""
+    from genesis_fw.data.exchange import CLASSIFICATION
+
+    doc = (Path(__file__).parents[1] / "docs" / "DATA_PIPELINE.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 3:
+            rows[cells[0].strip("`")] = cells[1]
+    assert {"error 10000", "error 11000", "error 11010", "error 10020", "HTTP 429", "HTTP 5xx"} <= set(CLASSIFICATION)
+    for key, (retry, _why) in CLASSIFICATION.items():
+        assert rows.get(key) == ("retry" if retry else "final"), key
 
 
 def test_timeframe_the_server_rejects_is_not_retried():

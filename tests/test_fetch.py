@@ -23,6 +23,7 @@ from conftest import run_cli
 from genesis_fw.config import ExchangeConfig
 from genesis_fw.data import fetch
 from genesis_fw.data.datasets import current
+from genesis_fw.data.exchange import RequestRefused
 from genesis_fw.data.store import CandleStore, Dataset, read, resample
 from genesis_fw.data.timeframes import to_ms
 from genesis_fw.errors import DataError, ExchangeError
@@ -111,6 +112,31 @@ def test_every_fault_still_gives_exactly_the_source(data_dir, faults):
     assert all(r["symbol"] == "tBTCUSD" and r["timeframe"] == "1m" for r in retries)
 
 
+def test_a_server_failing_every_few_requests_needs_no_rerun(data_dir):
+    """Two months of 1m from a server answering every 2nd request with HTTP 500 ERR_UNK / ERR_READY."""
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.misbehave(every=2, faults=("10000", "11000"))
+        (result,) = fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
+        faults = [e for e in server.log if e.fault in ("10000", "11000")]
+    assert len(faults) >= 8 and all(e.status == 500 for e in faults)
+    assert result.retries == len(faults) and current(store, "tBTCUSD", "1m").version == 1
+
+
+def test_a_request_error_fails_at_once_without_retries(data_dir):
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.inject("10020")
+        with pytest.raises(fetch.FetchFailed, match="limit: invalid") as err:
+            fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        assert len(server.log) == 1 and "\n" not in str(err.value)
+    (failure,) = err.value.failures
+    assert isinstance(failure[2], RequestRefused) and "run the same command again" not in str(err.value)
+    log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in log] == ["failed", "fetch"] and log[0]["attempt"] == 1
+
+
 def test_incremental_run_asks_only_for_what_is_missing(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:
@@ -177,8 +203,9 @@ def test_exhausted_retries_keep_progress_and_the_next_run_resumes(data_dir):
     store = CandleStore.open(data_dir)
     with BitfinexServer() as server:
         server.inject(None, None, "503", "503", "503")  # two good pages, then the exchange is down
-        with pytest.raises(ExchangeError) as err:
+        with pytest.raises(fetch.FetchFailed) as err:
             fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, max_attempts=3))
+        assert type(err.value.failures[0][2]) is ExchangeError
         message = str(err.value)
         assert "\n" not in message and "run the same command again to resume" in message
         assert "20000 candles up to 2019-04-" in message and not store.has("tBTCUSD", "1m")
@@ -221,10 +248,81 @@ def test_kill_9_mid_fetch_then_resume(data_dir):
                               expected(server, "tBTCUSD", "1m", START, end))
 
 
+# -- one request budget for every fetch process sharing the store --------------------------------------------
+LIMIT, WINDOW_S = 4, 2.0  # a strict server: 4 requests in any rolling 2 s, counted across connections
+
+
+def strict_fetch(server: BitfinexServer, config, symbol: str, start: str, end: str) -> list[str]:
+    """The ``genesis-fw fetch`` command line of one dataset, with the client's limit equal to the server's."""
+    config.write_text(json.dumps({"exchange": {"base_url": server.url, "rate_limit": LIMIT, "rate_window_s": WINDOW_S,
+                                               "max_attempts": 20}}))
+    return [sys.executable, "-m", "genesis_fw", "fetch", "--config", str(config), "--symbol", symbol,
+            "--timeframe", "1m", "--start", start, "--end", end, "--quiet"]
+
+
+def refused(server: BitfinexServer) -> list:
+    return [e for e in server.log if e.status == 429 or e.fault == "rate_limit"]
+
+
+def test_consecutive_runs_and_a_kill_9_stay_under_a_strict_server_limit(data_dir, tmp_path):
+    with BitfinexServer(rate_limit=LIMIT, window_s=WINDOW_S, latency_s=0.02) as server:
+        server.candles("tBTCUSD", "1m")
+        config = tmp_path / "exchange.json"
+        first = subprocess.run(strict_fetch(server, config, "tBTCUSD", "2019-04-01", "2019-04-15"),
+                               capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        cmd = strict_fetch(server, config, "tBTCUSD", "2019-04-15", "2019-06-01")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # right after the first run
+        staging = data_dir / "metadata" / "staging" / "tBTCUSD_1m"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(staging.glob("part-*.parquet"))) < 2:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert 2 <= len(list(staging.glob("part-*.parquet"))) < 7, "killed mid-fetch"
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # at once after kill -9
+        assert again.returncode == 0, again.stderr
+        assert len(server.log) >= 8
+        assert refused(server) == [], f"{len(refused(server))} of {len(server.log)} requests refused"
+        end = datetime(2019, 6, 1, tzinfo=UTC)
+        assert np.array_equal(stored(CandleStore.open(data_dir), "tBTCUSD", "1m"),
+                              expected(server, "tBTCUSD", "1m", START, end))
+
+
+def test_two_concurrent_fetches_share_one_request_budget(data_dir, tmp_path):
+    sample = CandleStore.sample().path("tBTCUSD", "1m")
+    with BitfinexServer({"tBTCUSD": sample, "tLTCUSD": sample}, rate_limit=LIMIT, window_s=WINDOW_S) as server:
+        server.candles("tBTCUSD", "1m"), server.candles("tLTCUSD", "1m")
+        procs = [subprocess.Popen(strict_fetch(server, tmp_path / f"{symbol}.json", symbol, "2019-04-01", "2019-05-01"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for symbol in ("tBTCUSD", "tLTCUSD")]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert len(server.log) >= 10
+        assert refused(server) == [], f"{len(refused(server))} of {len(server.log)} requests refused"
+        store = CandleStore.open(data_dir)
+        for symbol in ("tBTCUSD", "tLTCUSD"):
+            assert np.array_equal(stored(store, symbol, "1m"), expected(server, symbol, "1m", START, MID))
+
+
+def test_an_unusable_request_window_location_is_a_note_not_a_traceback(data_dir):
+    (data_dir / "metadata").mkdir()
+    (data_dir / "metadata" / "rate_window").write_text("a file where the window's folder should be")
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-08", "--base-url", server.url, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Note: ") and "rate_window" in line and "this process only" in line
+    assert "tBTCUSD 1h: 168 candles, version 1" in proc.stdout
+
+
 def test_unknown_symbol_is_a_clear_error(data_dir):
     with BitfinexServer() as server:
-        with pytest.raises(DataError, match="returned no tNOPE 1m candles.*unknown symbol"):
+        with pytest.raises(fetch.FetchFailed, match="returned no tNOPE 1m candles.*unknown symbol") as err:
             fetch.run(CandleStore.open(data_dir), {"tNOPE": ["1m"]}, START, END, exchange=fast_exchange(server))
+    assert isinstance(err.value.failures[0][2], DataError)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -265,6 +363,45 @@ def test_cli_fetch_reports_and_reads_the_url_from_the_environment(data_dir):
     assert "tBTCUSD 1h: 168 candles, version 1" in proc.stdout
     assert "tBTCUSD 4h: 42 candles, version 1; from resampled:1h" in proc.stdout
     assert "requests" in proc.stderr or "requests" in proc.stdout  # plain progress lines when not a TTY
+
+
+def test_cli_multi_dataset_fetch_finishes_the_others_and_reports_every_failure(data_dir):
+    """tABCUSD is unknown (sorted first, so it fails first) and the server refuses 1D with ERR_PARAMS."""
+    with BitfinexServer(timeframes=("1m", "1h")) as server:
+        proc = run_cli("fetch", "--symbol", "tETHUSD,tABCUSD,tBTCUSD", "--timeframe", "1h,4h,1D",
+                       "--start", "2019-04-01", "--end", "2019-04-03", "--base-url", server.url, "--quiet")
+        assert sum(e.status == 500 for e in server.log) == 3, "each 1D asked once, not retried"
+    assert proc.returncode == 1, proc.stderr
+    store = CandleStore.open(data_dir)
+    for symbol in ("tBTCUSD", "tETHUSD"):
+        for tf, n in (("1h", 48), ("4h", 12)):
+            assert current(store, symbol, tf).num_candles == n
+            assert f"{symbol} {tf}: {n} candles, version 1" in proc.stdout
+        assert not store.has(symbol, "1D")
+    assert not any(store.has("tABCUSD", tf) for tf in ("1h", "4h", "1D"))
+    lines = proc.stderr.strip().splitlines()
+    assert all(line.startswith("Error: ") for line in lines) and "Traceback" not in proc.stderr
+    failed = ["tABCUSD 1h", "tABCUSD 4h", "tABCUSD 1D", "tBTCUSD 1D", "tETHUSD 1D"]
+    assert len(lines) == len(failed)
+    for label, line in zip(failed, lines, strict=True):
+        assert label in line, (label, line)
+    assert "returned no tABCUSD 1h candles" in lines[0] and "time_interval: invalid" in lines[2]
+
+
+def test_a_failed_dataset_does_not_stop_the_others(data_dir):
+    store = CandleStore.open(data_dir)
+    seen: list = []
+    with BitfinexServer() as server:
+        with pytest.raises(fetch.FetchFailed) as err:
+            fetch.run(store, {"tNOPE": ["4h"], "tBTCUSD": ["1h"]}, START, MID, exchange=fast_exchange(server),
+                      on_result=seen.append)
+    (failure,) = err.value.failures
+    assert failure[:2] == ("tNOPE", "4h") and isinstance(failure[2], DataError)
+    assert "tNOPE 4h" in str(err.value) and "returned no tNOPE 1h candles" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert [(r.symbol, r.timeframe) for r in err.value.results] == [("tBTCUSD", "1h")] == \
+        [(r.symbol, r.timeframe) for r in seen]
+    assert current(store, "tBTCUSD", "1h").version == 1 and not store.has("tNOPE", "4h")
 
 
 def test_preset_phase3_is_the_documented_collection():

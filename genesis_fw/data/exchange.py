@@ -5,30 +5,33 @@ One request is ``GET {base_url}/v2/candles/trade:{TF}:{SYMBOL}/hist?limit=..&sor
 VOLUME]`` -- CLOSE comes before HIGH -- and :meth:`BitfinexClient.page` returns it conformed to
 :data:`genesis_fw.data.store.SCHEMA`.
 
-Failures are sorted into two kinds:
+Failures are sorted by one table, :data:`CLASSIFICATION` (documented in ``docs/DATA_PIPELINE.md``):
 
-* temporary (:class:`~genesis_fw.errors.TemporaryExchangeError`, retried with exponential backoff plus
-  jitter, honouring ``Retry-After``): HTTP 429 or the ``["error", 11010, ...]`` rate-limit body, 5xx,
-  timeouts, connection errors and resets, truncated or non-JSON bodies, and any body that is not a
-  valid page (not a list of 6-number rows, rows unsorted or duplicated, outside the requested range,
-  more rows than ``limit``);
-* permanent (:class:`~genesis_fw.errors.ExchangeError`, raised at once): other 4xx and any other
-  ``["error", code, message]`` body.
+* retryable (:class:`~genesis_fw.errors.TemporaryExchangeError`, retried with exponential backoff plus
+  jitter, honouring ``Retry-After``): server trouble and rate limits -- HTTP 429 and 5xx, the error
+  codes 10000 (ERR_UNK), 11000 (ERR_READY, "not ready"), 11010 (ERR_RATE_LIMIT) and 20060
+  (maintenance) whatever the HTTP status, timeouts, connection errors and resets, and any 2xx answer
+  that is not a valid page (not JSON, not a list of 6-number rows, rows unsorted or duplicated,
+  outside the requested range, more rows than ``limit``);
+* final (:class:`RequestRefused`, an ExchangeError, raised at once): errors about the request --
+  10020 (ERR_PARAMS: symbol, timeframe or limit invalid), 10001 (ERR_GENERIC, e.g. "symbol: invalid"),
+  other 4xx, and redirects.
 
-When the attempts are used up the last temporary failure is raised as a plain ExchangeError with a
-one-line message. A page is returned only when it is completely valid; nothing partial leaks out.
+Bitfinex answers most errors with HTTP 500 and a ``["error", code, message]`` body, so a listed error
+code decides before the HTTP status; a code the table does not list is judged by the status. When the
+attempts are used up the last failure is raised as a plain ExchangeError with a one-line message saying
+how many attempts were made over how many seconds. A page is returned only when it is completely valid;
+nothing partial leaks out.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import httpx
@@ -36,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError, ExchangeError, TemporaryExchangeError
+from .ratelimit import RateLimiter
 from .store import SCHEMA, conform
 from .timeframes import check_symbol, from_ms
 
@@ -47,6 +51,41 @@ PAGE_LIMIT = 10_000
 RATE_LIMIT_CODE = 11010
 #: Jitter added on top of the exponential delay, as a fraction of it (0.25 = up to +25 %).
 JITTER = 0.25
+
+#: How a failed answer is sorted: key -> (retryable, why). Looked up in order: the error code of a
+#: ``["error", code, message]`` body (``"error 10020"``), then the exact HTTP status (``"HTTP 429"``),
+#: then its class (``"HTTP 5xx"``), then the transport failure. Codes from the Bitfinex API v2 docs'
+#: list of error codes; Bitfinex sends most of them with HTTP 500, so the code decides, not the status.
+CLASSIFICATION: dict[str, tuple[bool, str]] = {
+    "error 10000": (True, "ERR_UNK: unknown error on the exchange's side"),
+    "error 11000": (True, "ERR_READY: the exchange is not ready, try again later"),
+    "error 11010": (True, "ERR_RATE_LIMIT: too many requests"),
+    "error 20060": (True, "the exchange is in maintenance"),
+    "error 10020": (False, "ERR_PARAMS: a parameter of the request is invalid, e.g. symbol, timeframe or limit"),
+    "error 10001": (False, "ERR_GENERIC: the exchange rejects the request, e.g. 'symbol: invalid'"),
+    "HTTP 429": (True, "too many requests"),
+    "HTTP 5xx": (True, "server trouble"),  # also an error body whose code is not listed above
+    "HTTP 4xx": (False, "the request is wrong"),  # ditto
+    "HTTP 3xx": (False, "a redirect: not followed, the base URL is wrong"),
+    "HTTP 2xx": (True, "not a valid page"),  # not JSON, malformed or out-of-range rows, an unlisted error code
+    "timeout": (True, "no answer within the timeout"),
+    "connection error": (True, "refused, reset or closed before the whole answer arrived"),
+}
+
+
+def classify(status: int | None, code: int | None = None) -> tuple[str, bool, str]:
+    """``(key, retryable, why)`` of :data:`CLASSIFICATION` for an answer with HTTP ``status`` and error
+    ``code`` (``None``: no error body); ``status=None`` is a connection error."""
+    if code is not None and f"error {code}" in CLASSIFICATION:
+        key = f"error {code}"
+    elif status is None:
+        key = "connection error"
+    elif f"HTTP {status}" in CLASSIFICATION:
+        key = f"HTTP {status}"
+    else:
+        key = f"HTTP {min(max(status // 100, 2), 5)}xx"
+    retry, why = CLASSIFICATION[key]
+    return key, retry, why
 
 _DEFAULT_URL = "https://api-pub.bitfinex.com"
 
@@ -69,42 +108,6 @@ class RetryPolicy:
         return min(self.max_delay_s, exp * (1.0 + JITTER * rng.random()))
 
 
-class RateLimiter:
-    """At most ``per_minute`` acquisitions in any rolling window of ``window_s`` seconds (default 60).
-
-    A sliding log of grant times: an acquisition is granted at once while the window holds fewer
-    than ``per_minute`` grants, else exactly when the oldest one leaves the window -- never later.
-    Thread-safe; callers queue on a lock.
-    """
-
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = time.sleep, window_s: float = 60.0) -> None:
-        if int(per_minute) < 1:
-            raise ValueError(f"per_minute must be at least 1, got {per_minute!r}")
-        if not window_s > 0:
-            raise ValueError(f"window_s must be positive, got {window_s!r}")
-        self.per_minute = int(per_minute)
-        self.window_s = float(window_s)
-        self._clock = clock
-        self._sleep = sleep
-        self._grants: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Block until a request may be sent; return the seconds waited."""
-        with self._lock:
-            t0 = now = self._clock()
-            while True:
-                # 1 ns slack so float rounding of "oldest + window" can never stall the loop
-                while self._grants and self._grants[0] + self.window_s <= now + 1e-9:
-                    self._grants.popleft()
-                if len(self._grants) < self.per_minute:
-                    self._grants.append(now)
-                    return now - t0
-                self._sleep(self._grants[0] + self.window_s - now)
-                now = self._clock()
-
-
 class _Failure(TemporaryExchangeError):
     """A temporary failure of one attempt, with what the retry loop needs to report it."""
 
@@ -113,6 +116,11 @@ class _Failure(TemporaryExchangeError):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+
+
+class RequestRefused(ExchangeError):
+    """The exchange refused the request itself (a final verdict of :data:`CLASSIFICATION`): retrying,
+    now or later, gets the same answer."""
 
 
 class _Permanent(ExchangeError):
@@ -125,8 +133,10 @@ class _Permanent(ExchangeError):
 class BitfinexClient:
     """Candles from the Bitfinex public REST v2 API (or a server speaking the same wire format).
 
-    Every request -- retries included -- first passes the :class:`RateLimiter` (``rate_limit``
-    requests per rolling minute, or the given ``limiter``). ``sleep``/``clock``/``rng`` are injectable
+    Every request -- retries included -- holds a slot of the :class:`~genesis_fw.data.ratelimit.RateLimiter`
+    from before it is sent until its attempt ends (``rate_limit`` requests per rolling minute with the
+    default safety margin, in memory; or the given ``limiter``, e.g. one shared by every process
+    fetching into a store). ``sleep``/``clock``/``rng`` are injectable
     so backoff can be tested with a fake clock. ``on_event`` receives a dict for every retry and failure::
 
         {"event": "retry" | "failed", "reason": str, "attempt": n, "delay_s": float | None,
@@ -142,6 +152,7 @@ class BitfinexClient:
         self.retry = retry
         self.limiter = limiter if limiter is not None else RateLimiter(rate_limit, clock=clock, sleep=sleep)
         self._sleep = sleep
+        self._clock = clock
         self._on_event = on_event
         self._rng = rng if rng is not None else random.Random()
         self._http = httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=False,
@@ -209,21 +220,23 @@ class BitfinexClient:
         url = f"{path}?{query}"
         policy = self.retry
         attempt = 0
+        t0 = self._clock()
         while True:
             attempt += 1
-            self.limiter.acquire()
             try:
-                return self._attempt(self.base_url + url, parse)
+                with self.limiter.slot():  # the slot ends when the attempt does, whatever the outcome
+                    return self._attempt(self.base_url + url, parse)
             except _Permanent as exc:
                 self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
                            status=exc.status)
-                raise ExchangeError(f"Bitfinex refused GET {url}: {exc.reason}") from None
+                raise RequestRefused(f"Bitfinex refused GET {url}: {exc.reason}") from None
             except _Failure as exc:
                 if attempt >= policy.max_attempts:
                     self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
                                status=exc.status)
-                    raise ExchangeError(f"Bitfinex GET {url} failed after {attempt} attempt(s): {exc.reason}") \
-                        from None
+                    took = self._clock() - t0
+                    raise ExchangeError(f"Bitfinex GET {url} failed after {attempt} attempt{'s' * (attempt > 1)} "
+                                        f"over {took:.1f} s: {exc.reason}") from None
                 delay = policy.delay(attempt, self._rng)
                 if exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
@@ -236,9 +249,9 @@ class BitfinexClient:
         try:
             resp = self._http.get(url)
         except httpx.TimeoutException as exc:
-            raise _Failure(f"timeout ({type(exc).__name__})") from None
+            _verdict("timeout", f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            raise _Failure(f"connection error ({type(exc).__name__}: {_one_line(str(exc))})") from None
+            _verdict("connection error", f"connection error ({type(exc).__name__}: {_one_line(str(exc))})")
         status = resp.status_code
         text = resp.text
         try:
@@ -246,38 +259,38 @@ class BitfinexClient:
         except ValueError:
             body = _NOT_JSON
         reason_phrase = f"HTTP {status}" + (f" {resp.reason_phrase}" if resp.reason_phrase else "")
-        if status == 429 or _is_rate_limit(body):
-            what = _error_text(body) or reason_phrase
-            raise _Failure(f"rate limited ({what})", status, _retry_after(resp.headers.get("retry-after")))
-        if _is_error(body):
-            raise _Permanent(f"{reason_phrase}: {_error_text(body)}", status)
-        if status >= 500:
-            raise _Failure(f"{reason_phrase}: {_snippet(text)}", status)
-        if status >= 300:
-            raise _Permanent(f"{reason_phrase}: {_snippet(text)}", status)
+        code = _error_code(body)
+        if code is not None or status >= 300:
+            key, _, why = classify(status, code)
+            _verdict(key, f"{reason_phrase}: {_error_text(body) or _snippet(text)} ({why})", status,
+                     _retry_after(resp.headers.get("retry-after")))
         if body is _NOT_JSON:
-            raise _Failure(f"{reason_phrase} with a body that is not JSON: {_snippet(text)}", status)
+            _verdict("HTTP 2xx", f"{reason_phrase} with a body that is not JSON: {_snippet(text)}", status)
         try:
             return parse(body)
-        except _Failure as exc:
-            exc.status = status
-            raise
+        except _Failure as exc:  # not a valid page
+            _verdict("HTTP 2xx", exc.reason, status)
+
+
+def _verdict(key: str, reason: str, status: int | None = None, retry_after: float | None = None) -> NoReturn:
+    """Raise the failure ``reason`` as :data:`CLASSIFICATION` row ``key`` says: retryable or final."""
+    if CLASSIFICATION[key][0]:
+        raise _Failure(reason, status, retry_after)
+    raise _Permanent(reason, status)
 
 
 _NOT_JSON = object()
 
 
-def _is_error(body: Any) -> bool:
-    """``["error", code, message]`` (v2) or ``{"error": ...}`` (older endpoints)."""
+def _error_code(body: Any) -> int | None:
+    """The code of an error body: ``["error", code, message]`` (v2) or ``{"error": ...}`` (older endpoints,
+    ``ERR_RATE_LIMIT`` read as 11010); -1 for an error body without a readable code; ``None`` otherwise."""
     if isinstance(body, list) and body and body[0] == "error":
-        return True
-    return isinstance(body, dict) and "error" in body
-
-
-def _is_rate_limit(body: Any) -> bool:
-    if isinstance(body, list) and len(body) >= 2 and body[0] == "error":
-        return body[1] == RATE_LIMIT_CODE
-    return isinstance(body, dict) and "RATE_LIMIT" in str(body.get("error", "")).upper()
+        code = body[1] if len(body) > 1 else None
+        return code if isinstance(code, int) and not isinstance(code, bool) else -1
+    if isinstance(body, dict) and "error" in body:
+        return RATE_LIMIT_CODE if "RATE_LIMIT" in str(body["error"]).upper() else -1
+    return None
 
 
 def _error_text(body: Any) -> str:

@@ -22,17 +22,23 @@ metadata's ``source`` says ``resampled:1h``. Weeks and months (``1W``, ``14D``, 
 same way from ``1D`` (:data:`BUILT_LOCALLY`).
 
 Every dataset run and every retried or failed request is a line of
-``<data_dir>/metadata/fetch_log.jsonl``.
+``<data_dir>/metadata/fetch_log.jsonl``. The request budget (``exchange.rate_limit`` per
+``exchange.rate_window_s``, padded by ``exchange.rate_margin``) is shared by every fetch into the same
+store through ``<data_dir>/metadata/rate_window/`` (see :mod:`genesis_fw.data.ratelimit`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import numpy as np
@@ -41,7 +47,7 @@ import pyarrow.parquet as pq
 
 from .._util import atomic_path, write_text_atomic
 from ..config import ExchangeConfig
-from ..errors import DataError, ExchangeError
+from ..errors import DataError, ExchangeError, GenesisError
 from .store import CandleStore, Dataset, conform, read, time_span
 from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms, to_ms
 
@@ -259,6 +265,11 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
             raise
         kept = (f"{staged.num_rows} candles up to {upto} are kept in {staging.dir}" if staged.num_rows
                 else "nothing was kept")
+        from .exchange import RequestRefused
+
+        if isinstance(exc, RequestRefused):  # rerunning the same command gets the same answer
+            raise RequestRefused(f"{label}: {exc}" + (f"; {kept}, not yet in the store" if staged.num_rows
+                                                      else "")) from None
         raise ExchangeError(f"{label}: {exc}; {kept}, not yet in the store; run the same command again to resume") \
             from None
     bar.close()
@@ -297,8 +308,13 @@ def _current_or_publish(store: CandleStore, symbol: str, timeframe: str):
 def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end: datetime, *,
         exchange: ExchangeConfig | None = None, transport: Any = None, progress: bool = False,
         on_result: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
-    """Fetch every ``symbol -> [timeframes]`` in ``[start, end)`` with one rate-limited client."""
-    from .exchange import BitfinexClient, RetryPolicy
+    """Fetch every ``symbol -> [timeframes]`` in ``[start, end)`` with one rate-limited client.
+
+    A dataset that fails (the exchange refuses it, retries run out, no candles) does not stop the
+    others: they are all fetched and published, then :class:`FetchFailed` lists every failure. A
+    timeframe resampled from a source that failed fails too. Ctrl-C stops at once.
+    """
+    from .exchange import BitfinexClient, RateLimiter, RetryPolicy
 
     if start >= end:
         raise DataError(f"start {start.isoformat()} is not before end {end.isoformat()}")
@@ -317,28 +333,91 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
         counters["retries"] += event.get("event") == "retry"
         log.write({"symbol": current[0], "timeframe": current[1], **event})
 
+    def warn(message: str) -> None:
+        print(f"Note: {message}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            log.write({"event": "warning", "message": message})
+
     current = ["", ""]
     start_ms, end_ms = to_ms(start), to_ms(end)
     results: list[FetchResult] = []
-    done: dict[tuple[str, str], FetchResult] = {}
-    with BitfinexClient(exchange.base_url, rate_limit=exchange.rate_limit,
+    failures: list[tuple[str, str, GenesisError]] = []
+    done: dict[tuple[str, str], FetchResult | GenesisError] = {}
+    requested = {(s, t) for s, t, _ in plan}
+
+    def success(res: FetchResult) -> None:
+        results.append(res)
+        if on_result:
+            on_result(res)
+
+    limiter = RateLimiter(exchange.rate_limit, window_s=exchange.rate_window_s, margin=exchange.rate_margin,
+                          path=window_path(store, exchange.base_url), on_warning=warn)
+    with contextlib.closing(limiter), BitfinexClient(exchange.base_url, limiter=limiter,
                         retry=RetryPolicy(max_attempts=exchange.max_attempts), timeout_s=exchange.timeout_s,
                         transport=transport, on_event=on_event) as client:
         for symbol, tf, source_tf in sorted(plan, key=lambda p: (p[0], timeframe_ms(p[2]), p[1] != p[2])):
             if (symbol, source_tf) not in done:
                 current[:] = [symbol, source_tf]
-                res = fetch_dataset(client, store, symbol, source_tf, start_ms, end_ms, log=log,
-                                    progress=progress, counters=counters)
-                done[(symbol, source_tf)] = res
-                if source_tf == tf or (symbol, source_tf) in {(s, t) for s, t, _ in plan}:
-                    results.append(res)
-                    if on_result:
-                        on_result(res)
-            if source_tf != tf:
-                results.append(res := _resample(store, symbol, tf, source_tf, log))
-                if on_result:
-                    on_result(res)
+                try:
+                    done[(symbol, source_tf)] = fetch_dataset(client, store, symbol, source_tf, start_ms, end_ms,
+                                                              log=log, progress=progress, counters=counters)
+                except GenesisError as exc:  # this dataset failed; the others still run
+                    done[(symbol, source_tf)] = exc
+                    if (symbol, source_tf) in requested:
+                        failures.append((symbol, source_tf, exc))
+                else:
+                    if (symbol, source_tf) in requested:
+                        success(done[(symbol, source_tf)])
+            if source_tf == tf:
+                continue
+            source = done[(symbol, source_tf)]
+            if isinstance(source, GenesisError):
+                why = "failed" if (symbol, source_tf) in requested else f"failed: {source}"
+                failures.append((symbol, tf, DataError(f"{symbol} {tf} not built: fetching its source "
+                                                       f"{symbol} {source_tf} {why}")))
+                continue
+            try:
+                success(_resample(store, symbol, tf, source_tf, log))
+            except GenesisError as exc:
+                failures.append((symbol, tf, exc))
+    if failures:
+        raise FetchFailed(failures, results, len(plan))
     return results
+
+
+class FetchFailed(GenesisError):
+    """Some datasets of a fetch failed; every other one was still fetched and published.
+
+    ``failures`` is ``[(symbol, timeframe, error), ...]`` in the order they happened, ``results`` the
+    datasets that succeeded. The message is one line; :meth:`lines` gives one line per failure.
+    """
+
+    def __init__(self, failures: list[tuple[str, str, GenesisError]], results: list[FetchResult],
+                 total: int) -> None:
+        self.failures = list(failures)
+        self.results = list(results)
+        self.total = total
+        if len(self.failures) == 1:
+            message = self.lines()[0]
+        else:
+            message = f"{len(self.failures)} of {total} datasets failed: " + "; ".join(self.lines())
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        """One line per failed dataset, each naming it."""
+        out = []
+        for symbol, tf, exc in self.failures:
+            text = " ".join(str(exc).split())
+            out.append(text if f"{symbol} {tf}" in text else f"{symbol} {tf}: {text}")
+        return out
+
+
+def window_path(store: CandleStore, base_url: str) -> Path:
+    """The file holding the request window shared by every fetch from ``base_url`` into ``store``:
+    ``<data_dir>/metadata/rate_window/<host>[_<port>].json``."""
+    netloc = urlsplit(base_url).netloc or base_url
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", netloc).strip("._") or "exchange"
+    return store.metadata_dir / "rate_window" / f"{name}.json"
 
 
 def _resample(store: CandleStore, symbol: str, timeframe: str, source_tf: str, log: FetchLog) -> FetchResult:
