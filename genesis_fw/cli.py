@@ -247,9 +247,12 @@ def _fmt(value, kind: str) -> str:
 @click.option("--no-report", is_flag=True, help="Skip the HTML report (still writes JSON and CSV).")
 @click.option("--engine", type=click.Choice(["auto", "fast", "per-bar"]), default="auto", show_default=True,
               help="Decision path: the strategy's vectorised targets (fast) or next() per bar.")
+@click.option("--strict-data", is_flag=True,
+              help="Refuse inconsistent candles (negative volume, high/low not bracketing open/close) "
+                   "instead of noting them.")
 @click.pass_context
 def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file,
-             output, no_report: bool, engine: str) -> None:
+             output, no_report: bool, engine: str, strict_data: bool) -> None:
     """Backtest a strategy bar by bar and write a report.
 
     Decisions taken at a bar's close fill at the next bar's open. Overrides are key=value:
@@ -274,7 +277,7 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
             values[key] = flag
     cfg = RuntimeConfig.load(config_file, values)
     store = _store(ctx)
-    result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True)
+    result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True, strict_data=strict_data)
     for note in result.notes:
         _note(f"Note: {note}")
     paths = runs.save(result, Path(cfg.output) if cfg.output else None, store=store, report=not no_report)

@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from ..config import RuntimeConfig
 from ..data.hashing import bars_sha256
-from ..data.store import CandleStore, Dataset, locate, read
+from ..data.store import UNUSABLE, CandleStore, Dataset, candle_problems, locate, read
 from ..data.timeframes import from_ms, parse_time
 from ..errors import ConfigError, DataError, PluginError
 from ..strategy import Bars, Strategy
@@ -96,8 +96,13 @@ class BacktestResult:
         }
 
 
-def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, Any], list[str]]:
-    """Candles of the configured range as :class:`Bars`, the dataset identity, and notes."""
+def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
+              strict_data: bool = False) -> tuple[Bars, dict[str, Any], list[str]]:
+    """Candles of the configured range as :class:`Bars`, the dataset identity, and notes.
+
+    The loaded candles are checked (:func:`check_bars`): candles that cannot be traded are refused,
+    inconsistent ones are a note, or refused with ``strict_data``.
+    """
     start = parse_time(cfg.start, what="start")
     end = parse_time(cfg.end, what="end")
     if start is not None and end is not None and start >= end:
@@ -111,6 +116,7 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
             f"{whole.column('timestamp')[-1].as_py().isoformat()}")
         raise DataError(f"no {dataset.describe()} candles in [{cfg.start or '-inf'}, {cfg.end or '+inf'}); {span}")
     bars = Bars.from_table(table)
+    notes.extend(check_bars(bars, dataset, strict_data=strict_data))
     identity = {
         "symbol": dataset.symbol,
         "timeframe": dataset.timeframe,
@@ -124,6 +130,32 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
         "version": _version_of(store, dataset),
     }
     return bars, identity, notes
+
+
+def check_bars(bars: Bars, dataset: Dataset, *, strict_data: bool = False) -> list[str]:
+    """Check the loaded candles with :func:`genesis_fw.data.store.candle_problems` (vectorised, cheap).
+
+    A NaN/infinite value or a price <= 0 cannot be traded or measured: always a :class:`DataError`,
+    so no NaN reaches the equity curve, the outputs or the catalog. Negative volume and high/low not
+    bracketing open/close (high below low included) do not stop the engine (fills use open, stops
+    the high/low as given): a one-line note, or a :class:`DataError` with ``strict_data``.
+    """
+    found = candle_problems(bars)
+    if not (found.unusable or found.inconsistent):
+        return []
+    stored = dataset.resampled_from or dataset.timeframe
+    inspect = f"inspect them with: genesis-fw validate --symbol {dataset.symbol} --timeframe {stored}"
+    where = f"{dataset.describe()} [{from_ms(int(bars.timestamp[0])).isoformat()} .. " \
+            f"{from_ms(int(bars.timestamp[-1])).isoformat()}]"
+    if found.unusable:
+        raise DataError(f"{found.unusable} candle(s) that cannot be traded in {where} "
+                        f"({found.describe(UNUSABLE)}), first at {from_ms(found.first_unusable).isoformat()}; "
+                        f"{inspect}")
+    text = (f"{found.inconsistent} inconsistent candle(s) in {where} ({found.describe()}), first at "
+            f"{from_ms(found.first_inconsistent).isoformat()}; {inspect}")
+    if strict_data:
+        raise DataError(f"{text} (refused by --strict-data)")
+    return [f"{text} (--strict-data makes this an error)"]
 
 
 def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
@@ -188,7 +220,7 @@ def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False) -> np.
 
 
 def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "auto",
-        progress: bool = False) -> BacktestResult:
+        progress: bool = False, strict_data: bool = False) -> BacktestResult:
     """Run the backtest ``cfg`` describes. ``path``: ``auto`` (fast path when the strategy has one),
     ``fast`` or ``per_bar``."""
     from . import metrics
@@ -198,7 +230,7 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         raise ConfigError(f"unknown engine path {path!r}; allowed: {', '.join(PATHS)}")
     store = store if store is not None else CandleStore.open()
     strategy = make_strategy(cfg)
-    bars, identity, notes = load_bars(cfg, store)
+    bars, identity, notes = load_bars(cfg, store, strict_data=strict_data)
     n = len(bars)
     strategy.init(bars)
     use_fast = path == "fast" or (path == "auto" and strategy.has_fast_path())
