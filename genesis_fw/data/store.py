@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .. import sqlfiles
 from .._util import atomic_path
-from ..errors import DataError
+from ..errors import DataError, OutputError
 from .timeframes import (
     TIMEFRAMES,
     check_symbol,
@@ -55,6 +55,11 @@ COLUMNS = SCHEMA.names
 ROW_GROUP_SIZE = 32_768
 
 DATA_DIR_ENV = "GENESIS_DATA_DIR"
+
+#: Folders of the store that only the store itself writes (see :meth:`CandleStore.check_output`).
+MANAGED_DIRS = ("candles", "features", "metadata")
+#: The catalog file and SQLite's companions of it, also the store's own.
+CATALOG_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 #: Stand-in for an open end of a time range, in ms (year 2286): within DuckDB's timestamp range.
 _UNBOUNDED_MS = 10**13
@@ -251,6 +256,26 @@ class CandleStore:
     @property
     def catalog_path(self) -> Path:
         return self.root / "genesis.db"
+
+    def is_managed(self, path: str | os.PathLike[str]) -> bool:
+        """True when ``path`` is one of the store's own files: the catalog (and its ``-wal``, ``-shm``,
+        ``-journal``), anything under ``candles/``, ``features/``, ``metadata/``, or a dot-file or
+        dot-folder directly in the store (the store's internal state). Symlinks and relative paths
+        (to the working directory) are resolved first."""
+        target = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(self.root))
+        if not target.is_relative_to(root) or target == root:
+            return False
+        first = target.relative_to(root).parts[0]
+        return (first in MANAGED_DIRS or first.startswith(".")
+                or first in {self.catalog_path.name + suffix for suffix in CATALOG_SUFFIXES})
+
+    def check_output(self, path: str | os.PathLike[str]) -> None:
+        """Raise :class:`OutputError` when a command's output ``path`` would overwrite the store's own
+        files (:meth:`is_managed`); reports and exports must never replace candles or the catalog."""
+        if self.is_managed(path):
+            raise OutputError(f"{path} is inside the store's own files ({', '.join(d + '/' for d in MANAGED_DIRS)} "
+                              f"and the catalog {self.catalog_path.name} under {self.root}); choose another path")
 
     def path(self, symbol: str, timeframe: str) -> Path:
         """File of ``symbol``/``timeframe`` (validated first, so it is always inside the store)."""
