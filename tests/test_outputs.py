@@ -1,5 +1,6 @@
 """Where commands write: never into the store's own files, sibling names from the full stem, unique
-default names, one-line errors for unwritable outputs. Real processes, real files, a real SQLite catalog."""
+default names, every config field in the ``runs`` table and one-line errors for unwritable outputs.
+Real processes, real files, a real SQLite catalog."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ import pytest
 from conftest import BTC_2D, run_cli
 
 from genesis_fw.backtest.runs import output_paths
+from genesis_fw.catalog import MIGRATIONS, Catalog
 from genesis_fw.data.store import CandleStore
 from genesis_fw.errors import OutputError
+
+#: Schema version of catalogs written before run configs had their own columns.
+OLD_SCHEMA_VERSION = 4
 
 
 def _one_error(proc, code: int = 1) -> str:
@@ -138,6 +143,62 @@ def test_default_output_names_are_unique_per_run(btc_store: Path, tmp_path: Path
         saved = json.loads((tmp_path / paths["summary"]).read_text())
         assert saved["run_id"] == run_id  # each catalog row still points at its own files
         assert (tmp_path / paths["equity"]).is_file() and (tmp_path / paths["trades"]).is_file()
+
+
+# --- every config field in the runs table ------------------------------------------------------------
+
+CONFIG_COLUMNS = ("symbol", "timeframe", "start", "end", "initial_cash", "commission", "slippage_bps", "size",
+                  "max_leverage", "stop_loss", "take_profit", "params", "config")
+
+
+def test_runs_record_every_config_field_as_columns(btc_store: Path, tmp_path: Path):
+    args = ["strategy.fast=10", "size=0.5", "max_leverage=2", "stop_loss=0.02", "take_profit=0.04",
+            "initial_cash=5000", "commission=0.001", "slippage=3", "--start", "2019-04-01T06:00", "--end",
+            "2019-04-02"]
+    assert run_cli("backtest", *args, "--no-report", "--output", str(tmp_path / "a.html")).returncode == 0
+    assert run_cli("backtest", "size=0.25", "--no-report", "--output", str(tmp_path / "b.html")).returncode == 0
+    cols = ", ".join(f'"{c}"' for c in CONFIG_COLUMNS)
+    proc = run_cli("sql", f"SELECT {cols} FROM runs ORDER BY size DESC", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    a, b = json.loads(proc.stdout)
+    assert {k: a[k] for k in CONFIG_COLUMNS[:-2]} == {
+        "symbol": "tBTCUSD", "timeframe": "1m", "start": "2019-04-01T06:00", "end": "2019-04-02",
+        "initial_cash": 5000.0, "commission": 0.001, "slippage_bps": 3.0, "size": 0.5, "max_leverage": 2.0,
+        "stop_loss": 0.02, "take_profit": 0.04}
+    assert json.loads(a["params"])["fast"] == 10
+    saved = json.loads((tmp_path / "a.json").read_text())["config"]
+    assert json.loads(a["config"]) == saved
+    assert (b["size"], b["stop_loss"], b["take_profit"], b["initial_cash"]) == (0.25, None, None, 10_000.0)
+
+
+def _old_catalog(path: Path) -> None:
+    """A catalog exactly as the schema before this change created it, holding one run."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    for step in MIGRATIONS[:OLD_SCHEMA_VERSION]:
+        con.executescript(step)
+    con.execute(f"PRAGMA user_version = {OLD_SCHEMA_VERSION}")
+    con.execute(
+        "INSERT INTO runs VALUES ('old-run', '2026-01-01T00:00:00.000+00:00', 'ema_rsi', '{}', 'tBTCUSD', '1m', "
+        "NULL, NULL, '2019-04-01T00:00:00+00:00', '2019-04-02T23:59:00+00:00', 2880, 'store', 'abc', 'fast', "
+        "'0.1.0', 0.002, 0.0, 0.01, 1.0, -0.02, 3, '{}', '{}')")
+    con.close()
+
+
+def test_an_old_catalog_is_upgraded_in_place_and_keeps_its_runs(btc_store: Path, tmp_path: Path):
+    _old_catalog(btc_store / "genesis.db")
+    with sqlite3.connect(btc_store / "genesis.db") as con:
+        assert "size" not in [r[1] for r in con.execute("PRAGMA table_info(runs)")]
+    proc = run_cli("backtest", "size=0.5", "--no-report", "--output", str(tmp_path / "bt.html"))
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(btc_store / "genesis.db") as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        rows = con.execute("SELECT run_id, size, total_return FROM runs ORDER BY created_at").fetchall()
+    assert rows[0] == ("old-run", None, 0.01)
+    assert rows[1][0] != "old-run" and rows[1][1] == 0.5
+    out = run_cli("sql", "SELECT run_id, size FROM runs ORDER BY created_at", "--format", "json")
+    assert json.loads(out.stdout)[0] == {"run_id": "old-run", "size": None}
+    assert Catalog(btc_store / "genesis.db").tables()  # still readable through the normal path
 
 
 # --- unwritable outputs ------------------------------------------------------------------------------
