@@ -1,6 +1,6 @@
 """Where commands write: never into the store's own files, sibling names from the full stem, unique
-default names, every config field in the ``runs`` table and one-line errors for unwritable outputs.
-Real processes, real files, a real SQLite catalog."""
+default names, every config field in the ``runs`` table, one-line errors for unwritable outputs and for
+strategy plugins that raise. Real processes, real files, a real SQLite catalog."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import BTC_2D, run_cli
 
 from genesis_fw.backtest.runs import output_paths
 from genesis_fw.catalog import MIGRATIONS, Catalog
 from genesis_fw.data.store import CandleStore
+from genesis_fw.data.timeframes import from_ms
 from genesis_fw.errors import OutputError
 
 #: Schema version of catalogs written before run configs had their own columns.
@@ -238,3 +243,75 @@ def test_unwritable_outputs_are_one_line_errors(btc_store: Path, tmp_path: Path,
         assert f"cannot write {named}" in line and reason in line, line
     assert list(locked_dir.iterdir()) == []
     assert not (btc_store / "genesis.db").exists() or _runs(btc_store) == []  # no run recorded without its files
+
+
+# --- strategy plugins that raise ---------------------------------------------------------------------
+
+_RAISING = '''
+import attrs
+import numpy as np
+
+from genesis_fw.strategy import Strategy
+
+
+@attrs.frozen
+class Params:
+    method: str = "next"
+    at: int = 7
+
+
+class Raising(Strategy):
+    """Raises inside the method its parameters name."""
+
+    Params = Params
+
+    def init(self, bars):
+        if self.params.method == "init":
+            raise ValueError("indicator window longer than the data")
+
+    def next(self, i):
+        if self.params.method == "next" and i == self.params.at:
+            return 1 / 0
+        return None
+
+    def targets(self, bars):
+        if self.params.method == "targets":
+            raise KeyError("rsi")
+        return np.full(len(bars), np.nan)
+'''
+
+
+@pytest.fixture
+def raising_plugin(tmp_path: Path) -> dict[str, str]:
+    """An installed-looking distribution (dist-info with an entry point) whose strategy raises."""
+    site = tmp_path / "site"
+    info = site / "genesis_fw_raising-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genesis-fw-raising\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[genesis_fw.strategies]\nraising = genesis_fw_raising:Raising\n")
+    (site / "genesis_fw_raising.py").write_text(textwrap.dedent(_RAISING))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.mark.parametrize(("method", "engine", "expected"), [
+    ("init", "auto", "strategy 'raising' (genesis-fw-raising 0.0.1) raised in init(): ValueError: indicator window "
+                     "longer than the data"),
+    ("targets", "auto", "strategy 'raising' (genesis-fw-raising 0.0.1) raised in targets(): KeyError: 'rsi'"),
+    ("next", "per-bar", "strategy 'raising' (genesis-fw-raising 0.0.1) raised in next() at bar 7 ({time}): "
+                        "ZeroDivisionError: division by zero"),
+])
+def test_a_strategy_that_raises_is_a_one_line_error(btc_store, tmp_path, raising_plugin, method, engine, expected):
+    ts = pq.read_table(BTC_2D, columns=["timestamp"]).column("timestamp").cast(pa.int64())
+    expected = expected.format(time=from_ms(ts[7].as_py()).isoformat())
+    args = ("backtest", "strategy=raising", f"strategy.method={method}", "--engine", engine, "--no-report",
+            "--output", str(tmp_path / "bt.html"))
+    line = _one_error(subprocess.run([sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True,
+                                     env=raising_plugin, timeout=300))
+    assert line == f"Error: {expected}"
+    debug = subprocess.run([sys.executable, "-m", "genesis_fw", "--debug", *args], capture_output=True, text=True,
+                           env=raising_plugin, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "genesis_fw_raising.py" in debug.stderr  # the plugin's own frame is shown
+    assert not (tmp_path / "bt.json").exists()
