@@ -182,3 +182,17 @@ def test_the_range_checked_is_the_range_loaded(data_dir, tmp_path):
     assert "inconsistent" not in proc.stderr
     equity = np.array([float(r["equity"]) for r in csv.DictReader(open(tmp_path / "bt.equity.csv"))])
     assert np.isfinite(equity).all()
+
+
+def test_fetch_refuses_candles_the_exchange_got_wrong(data_dir, tmp_path):
+    """fetch publishes through the same gate: a negative volume from the exchange stores nothing."""
+    from bitfinex_server import BitfinexServer
+
+    source = tmp_path / "served.parquet"
+    pq.write_table(_spoil({300: {"volume": -2.0}}), source)
+    with BitfinexServer({"tBTCUSD": source}) as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1m", "--start", "2019-04-01", "--end",
+                       "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "1 candle(s) with negative volume (1)" in proc.stderr and _time(300) in proc.stderr, proc.stderr
+    assert not CandleStore.open(data_dir).has("tBTCUSD", "1m")
