@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .errors import OutputError
+
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
@@ -63,3 +65,26 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``target`` through :func:`atomic_path`."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def check_writable(target: str | os.PathLike[str]) -> None:
+    """Raise :class:`OutputError` unless a file can be created (or replaced) at ``target``.
+
+    Refused: ``target`` is a folder; an existing ancestor of it is a file; the nearest existing
+    folder on its path is not writable. Missing folders in between are created by the writer.
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a folder; give a file name")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {target}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: the folder {ancestor} is not writable")
+
+
+def output_error(target: str | os.PathLike[str], exc: OSError) -> OutputError:
+    """A one-line :class:`OutputError` for an ``OSError`` raised while writing ``target``."""
+    return OutputError(f"cannot write {target}: {exc.strerror or exc}")

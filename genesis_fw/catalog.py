@@ -117,6 +117,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX quality_dataset ON quality (symbol, timeframe, checked_at);
     """,
+    # Every config field of a run as a column (runs recorded before this step have NULL there).
+    """
+    ALTER TABLE runs ADD COLUMN initial_cash REAL;   -- quote currency
+    ALTER TABLE runs ADD COLUMN size REAL;           -- position size, fraction of equity
+    ALTER TABLE runs ADD COLUMN max_leverage REAL;   -- multiple of equity
+    ALTER TABLE runs ADD COLUMN stop_loss REAL;      -- fraction of the entry price, NULL = no stop
+    ALTER TABLE runs ADD COLUMN take_profit REAL;    -- fraction of the entry price, NULL = no target
+    ALTER TABLE runs ADD COLUMN config TEXT;         -- JSON object: the whole resolved run config
+    """,
 ]
 
 _SQLITE_TO_ARROW = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}

@@ -120,7 +120,7 @@ def plugins(kind: str) -> None:
 @click.option("--file", "sql_file", type=click.Path(dir_okay=False, path_type=Path), help="Read the SQL from a file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
               show_default=True, help="Output format (parquet needs --output).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to this file.")
+@click.option("--output", type=click.Path(path_type=Path), metavar="FILE", help="Write the result to this file.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=100, show_default=True,
               help="Rows shown in table format (0 = all).")
 @click.pass_context
@@ -149,7 +149,13 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
             raise UsageError(f"cannot read {sql_file}: {exc.strerror or exc}") from None
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs --output FILE")
-    console = Console(_store(ctx))
+    store = _store(ctx)
+    if output is not None:
+        from ._util import check_writable
+
+        store.check_output(output)
+        check_writable(output)
+    console = Console(store)
     try:
         table = console.query(query)
     finally:
@@ -158,11 +164,16 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
         if console.note:
             _note(f"Note: {console.note}")
         console.close()
+    from ._util import output_error
+
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        with atomic_path(output) as tmp:
-            pq.write_table(table, tmp)
+        try:
+            with atomic_path(output) as tmp:
+                pq.write_table(table, tmp)
+        except OSError as exc:
+            raise output_error(output, exc) from None
         _note(f"Wrote {table.num_rows} rows to {output}")
         return
     text = {"table": lambda t: render_table(t, max_rows=max_rows) + "\n", "csv": render_csv,
@@ -170,8 +181,11 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
     if output is None:
         click.echo(text, nl=False)
     else:
-        with atomic_path(output) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        try:
+            with atomic_path(output) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise output_error(output, exc) from None
         _note(f"Wrote {table.num_rows} rows to {output}")
 
 
@@ -269,14 +283,18 @@ def _fmt(value, kind: str) -> str:
 @click.option("--end", help="End of the range, exclusive, UTC (same as end=...).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON config file (default: config/runtime.seed.json when present).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="HTML report path; JSON and CSV files go next to it. Default: results/backtest_<...>.html")
+@click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
+              help="HTML report path; JSON and CSV files go next to it, named after its full name. "
+                   "Default: results/backtest_<strategy>_<symbol>_<timeframe>_<run id>.html")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report (still writes JSON and CSV).")
 @click.option("--engine", type=click.Choice(["auto", "fast", "per-bar"]), default="auto", show_default=True,
               help="Decision path: the strategy's vectorised targets (fast) or next() per bar.")
+@click.option("--strict-data", is_flag=True,
+              help="Refuse inconsistent candles (negative volume, high/low not bracketing open/close) "
+                   "instead of noting them.")
 @click.pass_context
 def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file,
-             output, no_report: bool, engine: str) -> None:
+             output, no_report: bool, engine: str, strict_data: bool) -> None:
     """Backtest a strategy bar by bar and write a report.
 
     Decisions taken at a bar's close fill at the next bar's open. Overrides are key=value:
@@ -301,7 +319,9 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
             values[key] = flag
     cfg = RuntimeConfig.load(config_file, values)
     store = _store(ctx)
-    result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True)
+    if cfg.output:
+        runs.check_outputs(Path(cfg.output), store, report=not no_report)
+    result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True, strict_data=strict_data)
     for note in result.notes:
         _note(f"Note: {note}")
     paths = runs.save(result, Path(cfg.output) if cfg.output else None, store=store, report=not no_report)
@@ -477,6 +497,8 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float
     from .errors import DataError
 
     store = _store(ctx)
+    if report_dir is not None and Path(report_dir).resolve() != store.metadata_dir.resolve():
+        store.check_output(report_dir)  # the metadata folder itself is where the reports go by default
     dataset, notes = checks.locate(store, symbol, timeframe)
     for note in notes:
         _note(f"Note: {note}")

@@ -13,6 +13,7 @@ keeps its traceback.
     │   └── TemporaryExchangeError   rate limit, 5xx, timeout: worth retrying
     ├── CatalogError            the catalog database cannot be opened or written
     ├── ConsoleError            a statement the read-only SQL console refuses or cannot run
+    ├── OutputError             an output path inside the store's own files, or not writable
     └── RegistryError           model registry misuse (unknown version, bad promotion)
 
 A message says what went wrong, where, and how to fix it.
@@ -59,6 +60,10 @@ class CatalogError(GenesisError):
 
 class ConsoleError(GenesisError):
     """The read-only SQL console refused a statement, or DuckDB could not run it."""
+
+
+class OutputError(GenesisError):
+    """An output path (``--output``, ``--report-dir``) is inside the store's own files or cannot be written."""
 
 
 class RegistryError(GenesisError):

@@ -52,12 +52,19 @@ def iso(ms_: int) -> str:
 
 
 def candles(ts, *, tz: str | None = "UTC", unit: str = "ms", **cols) -> pa.Table:
-    """A candle table; OHLCV default to distinct values derived from the row index."""
+    """A candle table; OHLCV default to distinct values derived from the row index (low < open < close < high,
+    so the store accepts them)."""
     n = len(ts)
     data = {"timestamp": pa.array(ts, pa.int64()).cast(pa.timestamp(unit, tz=tz))}
-    for i, name in enumerate(COLUMNS[1:]):
-        data[name] = pa.array(cols.get(name, [float(100 * (i + 1) + k) for k in range(n)]), pa.float64())
+    base = {"open": 200, "high": 400, "low": 100, "close": 300, "volume": 500}
+    for name in COLUMNS[1:]:
+        data[name] = pa.array(cols.get(name, [float(base[name] + k) for k in range(n)]), pa.float64())
     return pa.table(data)
+
+
+def consistent(o: float, h: float, lo: float, c: float, v: float) -> tuple[float, ...]:
+    """Random prices made a real candle: high the largest of the four, low the smallest."""
+    return o, max(o, h, lo, c), min(o, h, lo, c), c, v
 
 
 def rows(table: pa.Table) -> list[tuple]:
@@ -271,8 +278,8 @@ def test_conform_is_idempotent_and_order_independent(minutes, rnd):
     assert conform(once).equals(once)
     got_ts = once.column("timestamp").cast(pa.int64()).to_pylist()
     assert got_ts == sorted(ts)
-    # each row keeps its own values (open was 100 + original index)
-    by_ts = {t: 100.0 + i for i, t in enumerate(ts)}
+    # each row keeps its own values (open was 200 + original index)
+    by_ts = {t: 200.0 + i for i, t in enumerate(ts)}
     assert once.column("open").to_pylist() == [by_ts[t] for t in got_ts]
 
 
@@ -734,7 +741,7 @@ def test_resample_month_buckets_across_a_year_boundary(tmp_path):
     """Daily candles Nov 2019 .. Feb 2020; month ranges cut mid-month and in December."""
     days = [ms("2019-11-01") + k * 86_400_000 for k in range((ms("2020-03-01") - ms("2019-11-01")) // 86_400_000)]
     rng = np.random.default_rng(7)
-    prices = rng.uniform(5000, 10000, size=(len(days), 5))
+    prices = np.array([consistent(*p) for p in rng.uniform(5000, 10000, size=(len(days), 5))])
     src = [(d, *map(float, p)) for d, p in zip(days, prices, strict=True)]
     path = CandleStore(tmp_path).write(
         "tBTCUSD", "1D", candles(days, **{c: prices[:, i].tolist() for i, c in enumerate(COLUMNS[1:])})
@@ -786,7 +793,7 @@ def test_resample_empty_range_and_missing_source(tmp_path):
 )
 def test_resample_equals_naive_groupby(data, timeframe, bounds):
     base = ms("2019-01-29")
-    src = [(base + m * 60_000, *vals) for m, *vals in data]
+    src = [(base + m * 60_000, *consistent(*vals)) for m, *vals in data]
     start_min, end_min, seconds = bounds
     start = base + start_min * 60_000 + seconds * 1000 if start_min is not None else None
     end = base + end_min * 60_000 if end_min is not None else None

@@ -27,9 +27,9 @@ import numpy as np
 from .. import __version__
 from ..config import RuntimeConfig
 from ..data.hashing import bars_sha256
-from ..data.store import CandleStore, Dataset, locate, read
+from ..data.store import UNUSABLE, CandleStore, Dataset, candle_problems, locate, read
 from ..data.timeframes import from_ms, parse_time
-from ..errors import ConfigError, DataError, PluginError
+from ..errors import ConfigError, DataError, GenesisError, PluginError
 from ..strategy import Bars, Strategy
 
 PATHS = ("auto", "fast", "per_bar")
@@ -119,8 +119,13 @@ class BacktestResult:
         }
 
 
-def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, Any], list[str]]:
-    """Candles of the configured range as :class:`Bars`, the dataset identity, and notes."""
+def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
+              strict_data: bool = False) -> tuple[Bars, dict[str, Any], list[str]]:
+    """Candles of the configured range as :class:`Bars`, the dataset identity, and notes.
+
+    The loaded candles are checked (:func:`check_bars`): candles that cannot be traded are refused,
+    inconsistent ones are a note, or refused with ``strict_data``.
+    """
     start = parse_time(cfg.start, what="start")
     end = parse_time(cfg.end, what="end")
     if start is not None and end is not None and start >= end:
@@ -134,6 +139,7 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
             f"{whole.column('timestamp')[-1].as_py().isoformat()}")
         raise DataError(f"no {dataset.describe()} candles in [{cfg.start or '-inf'}, {cfg.end or '+inf'}); {span}")
     bars = Bars.from_table(table)
+    notes.extend(check_bars(bars, dataset, strict_data=strict_data))
     identity = {
         "symbol": dataset.symbol,
         "timeframe": dataset.timeframe,
@@ -147,6 +153,32 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore) -> tuple[Bars, dict[str, A
         "version": _version_of(store, dataset),
     }
     return bars, identity, notes
+
+
+def check_bars(bars: Bars, dataset: Dataset, *, strict_data: bool = False) -> list[str]:
+    """Check the loaded candles with :func:`genesis_fw.data.store.candle_problems` (vectorised, cheap).
+
+    A NaN/infinite value or a price <= 0 cannot be traded or measured: always a :class:`DataError`,
+    so no NaN reaches the equity curve, the outputs or the catalog. Negative volume and high/low not
+    bracketing open/close (high below low included) do not stop the engine (fills use open, stops
+    the high/low as given): a one-line note, or a :class:`DataError` with ``strict_data``.
+    """
+    found = candle_problems(bars)
+    if not (found.unusable or found.inconsistent):
+        return []
+    stored = dataset.resampled_from or dataset.timeframe
+    inspect = f"inspect them with: genesis-fw validate --symbol {dataset.symbol} --timeframe {stored}"
+    where = f"{dataset.describe()} [{from_ms(int(bars.timestamp[0])).isoformat()} .. " \
+            f"{from_ms(int(bars.timestamp[-1])).isoformat()}]"
+    if found.unusable:
+        raise DataError(f"{found.unusable} candle(s) that cannot be traded in {where} "
+                        f"({found.describe(UNUSABLE)}), first at {from_ms(found.first_unusable).isoformat()}; "
+                        f"{inspect}")
+    text = (f"{found.inconsistent} inconsistent candle(s) in {where} ({found.describe()}), first at "
+            f"{from_ms(found.first_inconsistent).isoformat()}; {inspect}")
+    if strict_data:
+        raise DataError(f"{text} (refused by --strict-data)")
+    return [f"{text} (--strict-data makes this an error)"]
 
 
 def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
@@ -182,8 +214,36 @@ def check_targets(targets: Any, n: int, *, where: str) -> np.ndarray:
     return arr
 
 
-def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False) -> np.ndarray:
-    """Call ``strategy.next(i)`` for every bar in order; the decisions as a float array."""
+def plugin_failure(name: str, method: str, exc: Exception, at: str = "") -> PluginError:
+    """A one-line :class:`PluginError` for an exception a strategy plugin raised: the plugin's name and
+    package, the method, where (``at``, e.g. `` at bar 7 (2019-04-01T00:07:00+00:00)``) and the exception. The CLI's
+    ``--debug`` shows the plugin's traceback (the error is raised ``from`` it)."""
+    from .._util import one_line
+    from ..plugins import refs
+
+    claims = refs("strategy").get(name, [])
+    who = f"strategy {name!r}" + (f" ({claims[0].provider})" if len(claims) == 1 else "")
+    what = f"{type(exc).__name__}: {one_line(exc)}" if str(exc).strip() else type(exc).__name__
+    return PluginError(f"{who} raised in {method}(){at}: {what}")
+
+
+def _call(name: str, method: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; an exception other than a :class:`GenesisError` becomes :func:`plugin_failure`."""
+    try:
+        return fn(*args)
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(name, method, exc) from exc
+
+
+def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False, plugin: str | None = None,
+                   timestamp: np.ndarray | None = None) -> np.ndarray:
+    """Call ``strategy.next(i)`` for every bar in order; the decisions as a float array.
+
+    An exception inside ``next`` becomes a :class:`PluginError` naming the plugin (its entry-point name
+    ``plugin``, default the class name), the bar
+    index and (with ``timestamp``, UTC ms) its open time."""
     nxt = strategy.next
     out: list[Any] = [None] * n
     name = type(strategy).__name__
@@ -193,14 +253,22 @@ def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False) -> np.
 
         bar = tqdm(total=n, unit="bar", unit_scale=True, desc="backtest", file=sys.stderr, leave=False)
     step = 65_536
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
-        for i in range(lo, hi):
-            out[i] = nxt(i)
+    i = 0
+    try:
+        for lo in range(0, n, step):
+            hi = min(lo + step, n)
+            for i in range(lo, hi):
+                out[i] = nxt(i)
+            if bar is not None:
+                bar.update(hi - lo)
+    except GenesisError:
+        raise
+    except Exception as exc:
+        at = f" at bar {i}" + (f" ({from_ms(int(timestamp[i])).isoformat()})" if timestamp is not None else "")
+        raise plugin_failure(plugin or name, "next", exc, at) from exc
+    finally:
         if bar is not None:
-            bar.update(hi - lo)
-    if bar is not None:
-        bar.close()
+            bar.close()
     try:
         arr = np.array(out, dtype=np.float64)
     except (TypeError, ValueError):
@@ -211,9 +279,11 @@ def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False) -> np.
 
 
 def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "auto",
-        progress: bool = False) -> BacktestResult:
+        progress: bool = False, strict_data: bool = False) -> BacktestResult:
     """Run the backtest ``cfg`` describes. ``path``: ``auto`` (fast path when the strategy has one),
-    ``fast`` or ``per_bar``."""
+    ``fast`` or ``per_bar``. ``strict_data``: refuse inconsistent candles instead of noting them
+    (:func:`check_bars`). An exception inside the strategy's ``init``/``next``/``targets`` is a
+    one-line :class:`PluginError`."""
     from . import metrics
     from .positions import track
 
@@ -221,16 +291,18 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         raise ConfigError(f"unknown engine path {path!r}; allowed: {', '.join(PATHS)}")
     store = store if store is not None else CandleStore.open()
     strategy = make_strategy(cfg)
-    bars, identity, notes = load_bars(cfg, store)
+    bars, identity, notes = load_bars(cfg, store, strict_data=strict_data)
     n = len(bars)
-    strategy.init(bars)
+    name = cfg.strategy.name
+    _call(name, "init", strategy.init, bars)
     use_fast = path == "fast" or (path == "auto" and strategy.has_fast_path())
     if use_fast:
         if not strategy.has_fast_path():
             raise PluginError(f"strategy {cfg.strategy.name!r} has no fast path (targets); use the per-bar path")
-        targets = check_targets(strategy.targets(bars), n, where=f"{type(strategy).__name__}.targets")
+        targets = check_targets(_call(name, "targets", strategy.targets, bars), n,
+                                where=f"{type(strategy).__name__}.targets")
     else:
-        targets = decide_per_bar(strategy, n, progress=progress)
+        targets = decide_per_bar(strategy, n, progress=progress, plugin=name, timestamp=bars.timestamp)
     equity, position, trades = track(
         bars.open, bars.high, bars.low, bars.close, targets,
         cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,

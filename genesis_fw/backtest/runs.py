@@ -1,7 +1,10 @@
 """Saving a backtest run: JSON summary, CSV trades and equity, HTML report, and a catalog row.
 
-Files go next to the HTML report: for ``results/bt.html`` they are ``results/bt.json``,
-``results/bt.trades.csv`` and ``results/bt.equity.csv``. Each is written to a temp file and renamed.
+Files go next to the HTML report and are named after its whole name without ``.html``: for
+``results/ema_sl0.02.html`` they are ``results/ema_sl0.02.json``, ``results/ema_sl0.02.trades.csv``
+and ``results/ema_sl0.02.equity.csv``. The default name holds the run id, so no run replaces the files
+of another. Each file is written to a temp file and renamed; paths inside the store's own files or
+that cannot be written are refused (:class:`~genesis_fw.errors.OutputError`) before anything is written.
 """
 
 from __future__ import annotations
@@ -11,27 +14,41 @@ from pathlib import Path
 
 import numpy as np
 
-from .._util import atomic_path, write_text_atomic
+from .._util import atomic_path, check_writable, output_error, write_text_atomic
 from ..catalog import Catalog, utcnow
 from ..data.store import CandleStore
 from .engine import BacktestResult
 
 
 def default_output(result: BacktestResult) -> Path:
-    """``results/backtest_{strategy}_{symbol}_{timeframe}.html``."""
+    """``results/backtest_{strategy}_{symbol}_{timeframe}_{run_id}.html`` (unique per run)."""
     d = result.dataset
-    return Path("results") / f"backtest_{result.strategy}_{d['symbol']}_{d['timeframe']}.html"
+    return Path("results") / f"backtest_{result.strategy}_{d['symbol']}_{d['timeframe']}_{result.run_id}.html"
 
 
 def output_paths(html: Path) -> dict[str, Path]:
-    """The files of one run, named after its HTML report."""
-    stem = html.with_suffix("")
+    """The files of one run, named after its HTML report: the report's whole name minus a final
+    ``.html``/``.htm`` (any case) is the stem, so dots inside the name (``ema_sl0.02``) are kept."""
+    html = Path(html)
+    name = html.name
+    base, dot, ext = name.rpartition(".")
+    stem = html.with_name(base) if dot and base and ext.lower() in ("html", "htm") else html
     return {
         "report": html,
-        "summary": stem.with_suffix(".json"),
+        "summary": Path(f"{stem}.json"),
         "trades": Path(f"{stem}.trades.csv"),
         "equity": Path(f"{stem}.equity.csv"),
     }
+
+
+def check_outputs(html: Path, store: CandleStore, *, report: bool = True) -> dict[str, Path]:
+    """The run's files for ``html`` (the report only with ``report``), each checked: not inside the
+    store's own files (:meth:`CandleStore.check_output`) and writable; :class:`OutputError` if not."""
+    paths = {k: v for k, v in output_paths(html).items() if report or k != "report"}
+    for path in paths.values():
+        store.check_output(path)
+        check_writable(path)
+    return paths
 
 
 def trades_table(result: BacktestResult):
@@ -81,19 +98,28 @@ def _write_csv(table, path: Path) -> None:
 
 def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore | None = None,
          report: bool = True) -> dict[str, Path]:
-    """Write the run's files (the HTML report only when ``report``) and record it in the catalog."""
-    html = Path(html) if html is not None else default_output(result)
-    paths = output_paths(html)
-    summary = result.summary()
-    summary["outputs"] = {k: str(v) for k, v in paths.items() if report or k != "report"}
-    write_text_atomic(paths["summary"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    _write_csv(trades_table(result), paths["trades"])
-    _write_csv(equity_table(result), paths["equity"])
-    if report:
-        from .report import write_html
+    """Write the run's files (the HTML report only when ``report``) and record it in the catalog.
 
-        write_html(result, paths["report"])
+    The catalog row is written last, so it never points at files that were not written."""
+    html = Path(html) if html is not None else default_output(result)
     store = store if store is not None else CandleStore.open()
+    paths = check_outputs(html, store, report=report)
+    summary = result.summary()
+    summary["outputs"] = {k: str(v) for k, v in paths.items()}
+    current = paths["summary"]
+    try:
+        write_text_atomic(current, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        current = paths["trades"]
+        _write_csv(trades_table(result), current)
+        current = paths["equity"]
+        _write_csv(equity_table(result), current)
+        if report:
+            from .report import write_html
+
+            current = paths["report"]
+            write_html(result, current)
+    except OSError as exc:
+        raise output_error(current, exc) from None
     m, d, cfg = result.metrics, result.dataset, result.config
     Catalog(store.catalog_path).record_run({
         "run_id": result.run_id,
@@ -113,6 +139,12 @@ def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore
         "engine_version": result.engine_version,
         "commission": cfg.commission,
         "slippage_bps": cfg.slippage,
+        "initial_cash": cfg.initial_cash,
+        "size": cfg.size,
+        "max_leverage": cfg.max_leverage,
+        "stop_loss": cfg.stop_loss,
+        "take_profit": cfg.take_profit,
+        "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "total_return": m.get("total_return"),
         "sharpe": m.get("sharpe"),
         "max_drawdown": m.get("max_drawdown"),
@@ -120,4 +152,4 @@ def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore
         "metrics": json.dumps(m, sort_keys=True),
         "outputs": json.dumps(summary["outputs"], sort_keys=True),
     })
-    return {k: v for k, v in paths.items() if report or k != "report"}
+    return paths

@@ -11,7 +11,7 @@ import attrs
 import pyarrow as pa
 
 from ..errors import DataError
-from .store import CandleStore, Dataset, conform, read
+from .store import CandleStore, Dataset, check_candles, conform, read
 from .timeframes import check_symbol, check_timeframe, is_finer, timeframe_ms
 
 
@@ -31,7 +31,11 @@ def _publish(store: CandleStore, symbol: str, timeframe: str, table: pa.Table, s
 
 
 def read_candle_file(source: Path) -> pa.Table:
-    """A Parquet or CSV file of candles, conformed to the store schema."""
+    """A Parquet or CSV file of candles, conformed to the store schema and checked.
+
+    Refused with :class:`DataError`: an empty file, and candles :func:`~genesis_fw.data.store.check_candles`
+    flags (NaN/inf, price <= 0, negative volume, high/low not bracketing open/close).
+    """
     if not source.is_file():
         raise DataError(f"no such file: {source}")
     try:
@@ -45,7 +49,11 @@ def read_candle_file(source: Path) -> pa.Table:
             table = pq.read_table(source)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {source}: {exc}") from None
-    return conform(table, where=str(source))
+    if table.num_rows == 0:
+        raise DataError(f"{source} holds no candles; nothing imported (an empty file would make an empty version)")
+    table = conform(table, where=str(source))
+    check_candles(table, where=str(source), allow_empty=False)
+    return table
 
 
 def import_file(store: CandleStore, source: Path, symbol: str, timeframe: str) -> WriteResult:

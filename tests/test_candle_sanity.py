@@ -1,0 +1,198 @@
+"""Candle sanity: NaN/inf, non-positive prices, negative volume and inconsistent high/low never enter
+the store, and a backtest reports (or, with --strict-data, refuses) the ones already there.
+
+The candles are the real two-day tBTCUSD file with a few rows spoiled on purpose.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import BTC_2D, run_cli
+
+from genesis_fw.data.store import CandleStore, candle_problems, check_candles
+from genesis_fw.data.timeframes import from_ms
+from genesis_fw.errors import DataError
+
+
+def _spoil(rows: dict[int, dict[str, float]], source: Path = BTC_2D) -> pa.Table:
+    """The real file with ``rows[i] = {column: value}`` replaced."""
+    table = pq.read_table(source)
+    for name in ("open", "high", "low", "close", "volume"):
+        values = table.column(name).to_numpy().copy()
+        touched = False
+        for i, change in rows.items():
+            if name in change:
+                values[i] = change[name]
+                touched = True
+        if touched:
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.float64()))
+    return table
+
+
+def _time(i: int, source: Path = BTC_2D) -> str:
+    ts = pq.read_table(source, columns=["timestamp"]).column("timestamp").cast(pa.int64())
+    return from_ms(ts[i].as_py()).isoformat()
+
+
+def _one_error(proc) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+def test_candle_problems_counts_each_rule_once_per_row():
+    t = _spoil({
+        3: {"close": math.nan},
+        5: {"high": math.inf},
+        7: {"open": 0.0, "low": 0.0},
+        9: {"volume": -1.0},
+        11: {"high": 1.0, "low": 2.0},  # high below low (and below open/close)
+        13: {"low": 1e9},  # low above open/close (and above high)
+        15: {"high": 1.0},  # high below open/close (and below low)
+    })
+    found = candle_problems(t)
+    assert found.counts == {"non_finite": 2, "non_positive_price": 1, "negative_volume": 1, "high_below_low": 3,
+                            "high_low_not_bracketing": 3}
+    assert found.unusable == 3 and found.inconsistent == 4
+    first = t.column("timestamp").cast(pa.int64()).to_numpy()
+    assert found.first_unusable == int(first[3]) and found.first_inconsistent == int(first[9])
+    clean = candle_problems(pq.read_table(BTC_2D))
+    assert clean.unusable == clean.inconsistent == 0 and clean.counts == dict.fromkeys(clean.counts, 0)
+
+
+def test_store_write_refuses_unusable_and_inconsistent_candles(data_dir):
+    """Every path into the store (import, resample, fetch: datasets.publish -> CandleStore.write) is checked."""
+    store = CandleStore.open(data_dir)
+    for change in ({"close": math.nan}, {"volume": -0.5}, {"high": 1.0, "low": 2.0}):
+        with pytest.raises(DataError, match=r"tBTCUSD 1m: 1 candle\(s\) .* first at " + re.escape(_time(42))):
+            store.write("tBTCUSD", "1m", _spoil({42: change}))
+        assert not store.has("tBTCUSD", "1m")
+    with pytest.raises(DataError, match="no candles"):
+        check_candles(pq.read_table(BTC_2D).slice(0, 0), where="x", allow_empty=False)
+
+
+@pytest.mark.parametrize(("change", "what"), [
+    ({"close": math.nan}, "NaN or infinite"),
+    ({"open": -math.inf}, "NaN or infinite"),
+    ({"volume": math.nan}, "NaN or infinite"),
+    ({"low": 0.0}, "price <= 0"),
+    ({"volume": -3.0}, "negative volume"),
+    ({"high": 1.0, "low": 2.0}, "high below low"),
+    ({"high": 1.0}, "high below low"),  # high under the low too: the real candle's low is far above 1.0
+    ({"low": 1e9}, "high below low"),
+])
+def test_import_refuses_bad_candles_in_one_line(data_dir, tmp_path, change, what):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(_spoil({100: change, 200: change}), bad)
+    line = _one_error(run_cli("import", str(bad), "--symbol", "tBTCUSD", "--timeframe", "1m"))
+    assert "2 candle(s)" in line and what in line and f"first at {_time(100)}" in line, line
+    assert not (data_dir / "candles").exists() or list((data_dir / "candles").rglob("*.parquet")) == []
+    assert not (data_dir / "genesis.db").exists()
+
+
+def test_import_refuses_a_candle_whose_range_misses_its_close(data_dir, tmp_path):
+    """high/low must bracket open and close: a close above the high is an inconsistent candle."""
+    t = pq.read_table(BTC_2D)
+    high = t.column("high")[7].as_py()
+    bad = tmp_path / "bad.csv"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(_spoil({7: {"close": high + 1.0}}), bad)
+    line = _one_error(run_cli("import", str(bad), "--symbol", "tBTCUSD", "--timeframe", "1m"))
+    assert "1 candle(s)" in line and "not bracketing open/close" in line and _time(7) in line, line
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_import_refuses_an_empty_file_instead_of_an_empty_version(data_dir, tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    table = pq.read_table(BTC_2D).slice(0, 0)
+    if suffix == ".csv":
+        empty.write_text("timestamp,open,high,low,close,volume\n")
+    else:
+        pq.write_table(table, empty)
+    line = _one_error(run_cli("import", str(empty), "--symbol", "tBTCUSD", "--timeframe", "1m"))
+    assert "no candles" in line and str(empty) in line, line
+    assert not (data_dir / "genesis.db").exists()
+    assert run_cli("datasets", "list").stdout.strip() == "(no datasets in the store)"
+
+
+def _store_file(data_dir: Path, table: pa.Table, name: str = "tBTCUSD_1m.parquet") -> None:
+    """Place a file in the store as an older version of the framework could have written it."""
+    (data_dir / "candles").mkdir(exist_ok=True)
+    pq.write_table(table, data_dir / "candles" / name)
+
+
+def test_backtest_reports_inconsistent_candles_and_strict_data_refuses_them(data_dir, tmp_path):
+    _store_file(data_dir, _spoil({50: {"high": 1.0, "low": 2.0}, 60: {"volume": -1.0}, 70: {"low": 1e9}}))
+    out = tmp_path / "bt.html"
+    proc = run_cli("backtest", "--no-report", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "inconsistent" in ln]
+    assert len(notes) == 1, proc.stderr
+    assert "3 inconsistent candle(s)" in notes[0] and f"first at {_time(50)}" in notes[0]
+    assert "genesis-fw validate --symbol tBTCUSD --timeframe 1m" in notes[0]
+    equity = [float(r["equity"]) for r in csv.DictReader(open(tmp_path / "bt.equity.csv"))]
+    assert len(equity) == pq.read_metadata(BTC_2D).num_rows and all(math.isfinite(e) for e in equity)
+    assert any("inconsistent" in n for n in json.loads((tmp_path / "bt.json").read_text())["notes"])
+
+    strict = run_cli("backtest", "--no-report", "--strict-data", "--output", str(tmp_path / "strict.html"))
+    line = _one_error(strict)
+    assert "3 inconsistent candle(s)" in line and "genesis-fw validate --symbol tBTCUSD --timeframe 1m" in line
+    assert "--strict-data" in line
+    assert not (tmp_path / "strict.json").exists()
+    with sqlite3.connect(data_dir / "genesis.db") as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # only the non-strict run
+
+
+def test_backtest_of_a_resampled_timeframe_names_the_stored_file_to_validate(data_dir, tmp_path):
+    """The loaded bars are checked (here 1h resampled on the fly); validate runs on the stored 1m file."""
+    _store_file(data_dir, _spoil({50: {"high": math.nan}}))
+    line = _one_error(run_cli("backtest", "--timeframe", "1h", "--no-report", "--output", str(tmp_path / "h.html")))
+    assert "1 candle(s) that cannot be traded in tBTCUSD 1h (resampled from 1m)" in line, line
+    assert "genesis-fw validate --symbol tBTCUSD --timeframe 1m" in line
+
+
+@pytest.mark.parametrize("change", [{"close": math.nan}, {"high": math.inf}, {"open": 0.0}])
+def test_backtest_always_refuses_candles_that_cannot_be_traded(data_dir, tmp_path, change):
+    _store_file(data_dir, _spoil({80: change}))
+    line = _one_error(run_cli("backtest", "--no-report", "--output", str(tmp_path / "bt.html")))
+    assert "1 candle(s)" in line and f"first at {_time(80)}" in line
+    assert "genesis-fw validate --symbol tBTCUSD --timeframe 1m" in line
+    assert not (tmp_path / "bt.json").exists() and not (tmp_path / "bt.equity.csv").exists()
+    assert not (data_dir / "genesis.db").exists()  # nothing reached the catalog
+
+
+def test_the_range_checked_is_the_range_loaded(data_dir, tmp_path):
+    """A bad candle outside [start, end) does not concern the run (and is not read)."""
+    _store_file(data_dir, _spoil({5: {"close": math.nan}}))
+    proc = run_cli("backtest", "--start", "2019-04-01T12:00", "--no-report", "--output", str(tmp_path / "bt.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert "inconsistent" not in proc.stderr
+    equity = np.array([float(r["equity"]) for r in csv.DictReader(open(tmp_path / "bt.equity.csv"))])
+    assert np.isfinite(equity).all()
+
+
+def test_fetch_refuses_candles_the_exchange_got_wrong(data_dir, tmp_path):
+    """fetch publishes through the same gate: a negative volume from the exchange stores nothing."""
+    from bitfinex_server import BitfinexServer
+
+    source = tmp_path / "served.parquet"
+    pq.write_table(_spoil({300: {"volume": -2.0}}), source)
+    with BitfinexServer({"tBTCUSD": source}) as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1m", "--start", "2019-04-01", "--end",
+                       "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "1 candle(s) with negative volume (1)" in proc.stderr and _time(300) in proc.stderr, proc.stderr
+    assert not CandleStore.open(data_dir).has("tBTCUSD", "1m")
