@@ -34,8 +34,11 @@ END = datetime(2019, 6, 1, tzinfo=UTC)
 
 
 def fast_exchange(server: BitfinexServer, **kw) -> ExchangeConfig:
+    """A quick client for the local server. The request timeout is generous so that a good answer on a
+    busy machine never times out (that would use up a scripted fault early); tests of timeouts pass
+    a short ``timeout_s`` against a server that sleeps longer."""
     return ExchangeConfig(base_url=server.url, rate_limit=6000, max_attempts=kw.pop("max_attempts", 8),
-                          timeout_s=kw.pop("timeout_s", 0.5))
+                          timeout_s=kw.pop("timeout_s", 5.0))
 
 
 @pytest.fixture(autouse=True)
@@ -98,12 +101,12 @@ def test_fetch_equals_the_source_and_records_a_version(data_dir):
 ])
 def test_every_fault_still_gives_exactly_the_source(data_dir, faults):
     store = CandleStore.open(data_dir)
-    with BitfinexServer(timeout_sleep_s=1.0) as server:
+    with BitfinexServer(timeout_sleep_s=3.0) as server:
         script = []
         for fault in faults:
             script += [None, fault]
         server.inject(*script)
-        fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server))
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, timeout_s=1.0))
         assert server.pending_faults == 0, "every injected fault was served"
         assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, END))
     log = [json.loads(line) for line in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
