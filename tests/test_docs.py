@@ -56,3 +56,42 @@ def test_readme_quick_start_is_the_two_make_targets():
     assert "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci and "make lint" in ci
+
+
+#: Prose that names Python objects: a moved or renamed module must not leave a dead name behind.
+_DOCS_WITH_PYTHON_NAMES = ["README.md", "data/DATA_FORMAT.md", "genesis_fw/sample/README.md",
+                           *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")) if p.name != "CLI.md")]
+
+
+#: Entry-point group names look like module paths but are not.
+_ENTRY_POINT_GROUPS = {"genesis_fw.strategies", "genesis_fw.models"}
+
+
+def test_entry_point_groups_are_the_ones_registered():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert {g for g in _ENTRY_POINT_GROUPS if f'[project.entry-points."{g}"]' in text} == _ENTRY_POINT_GROUPS
+
+
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("doc", _DOCS_WITH_PYTHON_NAMES)
+def test_python_names_in_the_docs_exist(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    names = set(re.findall(r"\bgenesis_fw(?:\.[A-Za-z_][A-Za-z0-9_]*)+", text)) - _ENTRY_POINT_GROUPS
+    dead = sorted(n for n in names if not _resolves(n))
+    assert not dead, f"{doc} names Python objects that do not exist: {dead}"
