@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ._util import choices_text, did_you_mean
-from .errors import PluginError
+from .errors import ConfigError, GenesisError, PluginError
 
 GROUPS: dict[str, str] = {"strategy": "genesis_fw.strategies", "model": "genesis_fw.models"}
 
@@ -174,10 +174,42 @@ def describe(kind: str) -> list[PluginInfo]:
 def instantiate(kind: str, name: str, params: dict[str, Any] | None = None) -> Any:
     """Load plugin ``name`` and build it with ``params`` checked against its ``Params`` class.
 
-    Unknown parameter names and wrong types raise :class:`~genesis_fw.errors.ConfigError` naming the
-    parameter and what is allowed.
+    Unknown parameter names, wrong types and values the ``Params`` class refuses raise
+    :class:`~genesis_fw.errors.ConfigError` naming the plugin, the parameter and what is allowed; any
+    other exception raised while building the parameters or the plugin object becomes a one-line
+    :func:`plugin_failure` (its traceback chained, for ``--debug``).
     """
     from .config import make_params
 
     cls = load(kind, name)
-    return cls(make_params(cls.Params, dict(params or {}), owner=kind))
+    try:
+        built = make_params(cls.Params, dict(params or {}), owner=kind)
+    except ConfigError as exc:
+        text = str(exc).removeprefix(f"{kind}: ")
+        raise ConfigError(f"{_who(kind, name)}: {text}") from exc.__cause__
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(name, "Params", exc, kind=kind) from exc
+    try:
+        return cls(built)
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(name, "__init__", exc, kind=kind) from exc
+
+
+def _who(kind: str, name: str) -> str:
+    """``strategy 'ema_rsi' (genesis-fw 0.1.0)``: the plugin's kind, name and providing package."""
+    claims = refs(kind).get(name, [])
+    return f"{kind} {name!r}" + (f" ({claims[0].provider})" if len(claims) == 1 else "")
+
+
+def plugin_failure(name: str, method: str, exc: BaseException, at: str = "", *, kind: str = "strategy") -> PluginError:
+    """A one-line :class:`PluginError` for an exception a plugin raised: the plugin's kind, name and
+    package, the method, where (``at``, e.g. `` at bar 7 (2019-04-01T00:07:00+00:00)``) and the
+    exception. The CLI's ``--debug`` shows the plugin's traceback (raise it ``from`` the exception)."""
+    from ._util import one_line
+
+    what = f"{type(exc).__name__}: {one_line(exc)}" if str(exc).strip() else type(exc).__name__
+    return PluginError(f"{_who(kind, name)} raised in {method}(){at}: {what}")

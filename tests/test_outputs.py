@@ -254,16 +254,31 @@ import numpy as np
 from genesis_fw.strategy import Strategy
 
 
+def _method(_inst, _attr, value):
+    if value == "params":
+        raise LookupError("params")  # a buggy validator: not the ValueError attrs validators use
+
+
+def _at(_inst, _attr, value):
+    if value < 0:
+        raise ValueError(f"at must be >= 0, got {value}")
+
+
 @attrs.frozen
 class Params:
-    method: str = "next"
-    at: int = 7
+    method: str = attrs.field(default="next", validator=_method)
+    at: int = attrs.field(default=7, validator=_at)
 
 
 class Raising(Strategy):
     """Raises inside the method its parameters name."""
 
     Params = Params
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        if self.params.method == "constructor":
+            raise RuntimeError("no licence key")
 
     def init(self, bars):
         if self.params.method == "init":
@@ -293,6 +308,21 @@ def raising_plugin(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     return env
+
+
+@pytest.mark.parametrize("command", ["backtest", "config"])
+@pytest.mark.parametrize(("override", "expected"), [
+    ("strategy.method=constructor", "strategy 'raising' (genesis-fw-raising 0.0.1) raised in __init__(): "
+                                    "RuntimeError: no licence key"),
+    ("strategy.method=params", "strategy 'raising' (genesis-fw-raising 0.0.1) raised in Params(): "
+                               "LookupError: params"),
+    ("strategy.at=-1", "strategy 'raising' (genesis-fw-raising 0.0.1): at must be >= 0, got -1"),
+])
+def test_a_strategy_that_cannot_be_built_is_a_one_line_error(btc_store, raising_plugin, command, override, expected):
+    args = [command, "strategy=raising", override] + (["--no-report"] if command == "backtest" else [])
+    proc = subprocess.run([sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True,
+                          env=raising_plugin, timeout=300)
+    assert _one_error(proc) == f"Error: {expected}"
 
 
 @pytest.mark.parametrize(("method", "engine", "expected"), [

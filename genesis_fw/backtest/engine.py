@@ -214,21 +214,11 @@ def check_targets(targets: Any, n: int, *, where: str) -> np.ndarray:
     return arr
 
 
-def plugin_failure(name: str, method: str, exc: Exception, at: str = "") -> PluginError:
-    """A one-line :class:`PluginError` for an exception a strategy plugin raised: the plugin's name and
-    package, the method, where (``at``, e.g. `` at bar 7 (2019-04-01T00:07:00+00:00)``) and the exception. The CLI's
-    ``--debug`` shows the plugin's traceback (the error is raised ``from`` it)."""
-    from .._util import one_line
-    from ..plugins import refs
-
-    claims = refs("strategy").get(name, [])
-    who = f"strategy {name!r}" + (f" ({claims[0].provider})" if len(claims) == 1 else "")
-    what = f"{type(exc).__name__}: {one_line(exc)}" if str(exc).strip() else type(exc).__name__
-    return PluginError(f"{who} raised in {method}(){at}: {what}")
-
-
 def _call(name: str, method: str, fn: Any, *args: Any) -> Any:
-    """``fn(*args)``; an exception other than a :class:`GenesisError` becomes :func:`plugin_failure`."""
+    """``fn(*args)``; an exception other than a :class:`GenesisError` becomes
+    :func:`genesis_fw.plugins.plugin_failure`."""
+    from ..plugins import plugin_failure
+
     try:
         return fn(*args)
     except GenesisError:
@@ -265,6 +255,8 @@ def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False, plugin
         raise
     except Exception as exc:
         at = f" at bar {i}" + (f" ({from_ms(int(timestamp[i])).isoformat()})" if timestamp is not None else "")
+        from ..plugins import plugin_failure
+
         raise plugin_failure(plugin or name, "next", exc, at) from exc
     finally:
         if bar is not None:
