@@ -39,8 +39,15 @@ def test_data_dir_option_beats_the_environment_variable(btc_store, tmp_path):
 
 
 def test_version(data_dir):
+    """One version everywhere: the package metadata, ``genesis_fw.__version__`` (recorded with every run
+    as its engine version) and ``--version``."""
+    from importlib.metadata import version
+
+    import genesis_fw
+
     proc = run_cli("--version")
-    assert proc.returncode == 0 and "0.1.0" in proc.stdout
+    assert version("genesis-fw") == genesis_fw.__version__
+    assert proc.returncode == 0 and genesis_fw.__version__ in proc.stdout
 
 
 READERS = {

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from genesis_fw import __version__ as VERSION
 from genesis_fw import plugins
 from genesis_fw.errors import ConfigError, PluginError
 from genesis_fw.model import Model, NotFittedError
@@ -102,7 +103,7 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
         "  buy_and_hold  genesis-fw-example 0.1.0  Enter at the close of the first bar (long or short) and hold to "
         "the end.",
         "      side: str = 'long'",
-        "  ema_rsi  genesis-fw 0.1.0  Go long when the fast EMA crosses above the slow one (RSI below upper), "
+        f"  ema_rsi  genesis-fw {VERSION}  Go long when the fast EMA crosses above the slow one (RSI below upper), "
         "short on the cross below.",
         "      fast: int = 12",
         "      slow: int = 26",
@@ -113,7 +114,7 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
     models = _section(proc.stdout, "Model types (2):")
     assert models[0] == "  always_half  genesis-fw-example 0.1.0  Predict probability 0.5 for every row; a no-skill " \
                         "baseline."
-    assert models[1].startswith("  logreg  genesis-fw 0.1.0  Logistic regression")
+    assert models[1].startswith(f"  logreg  genesis-fw {VERSION}  Logistic regression")
     assert "      C: float = 1.0" in models and "      max_iter: int = 1000" in models
 
     only = _cli(sites, ("example",), "plugins", "--kind", "model", cwd=tmp_path)
@@ -137,7 +138,7 @@ def test_broken_plugin_is_listed_and_does_not_break_anything_else(sites, tmp_pat
     i = strategies.index("  broken  [BROKEN]  genesis-fw-broken 0.1.0")
     assert strategies[i + 1] == "      ModuleNotFoundError: No module named 'genesis_fw_missing_dependency'"
     assert any(line.startswith("  buy_and_hold  genesis-fw-example 0.1.0  ") for line in strategies)
-    assert any(line.startswith("  ema_rsi  genesis-fw 0.1.0  ") for line in strategies)
+    assert any(line.startswith(f"  ema_rsi  genesis-fw {VERSION}  ") for line in strategies)
     assert "always_half" in proc.stdout and "logreg" in proc.stdout
 
     default = _cli(sites, keys, "config", cwd=tmp_path)
@@ -166,7 +167,7 @@ def test_name_claimed_by_two_packages_fails_naming_both(sites, tmp_path):
     strategies = _section(listing.stdout, "Strategies (3):")
     assert "  buy_and_hold  [BROKEN]  genesis-fw-example 0.1.0" in strategies
     assert "  buy_and_hold  [BROKEN]  genesis-fw-dupe 0.1.0" in strategies
-    assert any(line.startswith("  ema_rsi  genesis-fw 0.1.0  ") for line in strategies)
+    assert any(line.startswith(f"  ema_rsi  genesis-fw {VERSION}  ") for line in strategies)
 
     # The conflict is about one name only.
     assert _cli(sites, keys, "config", "strategy=ema_rsi", cwd=tmp_path).returncode == 0
@@ -250,7 +251,7 @@ def test_plugins_command_does_not_import_sklearn(sites):
         """,
         _env(sites),
     )
-    assert out["exit"] == 0 and "  logreg  genesis-fw 0.1.0  " in out["output"]
+    assert out["exit"] == 0 and f"  logreg  genesis-fw {VERSION}  " in out["output"]
     assert out["seen"] == {"genesis_fw_models.logreg": True, "sklearn": False}
     assert out["sklearn_after_fit"] is True
 
