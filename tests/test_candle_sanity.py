@@ -160,8 +160,29 @@ def test_backtest_of_a_resampled_timeframe_names_the_stored_file_to_validate(dat
     """The loaded bars are checked (here 1h resampled on the fly); validate runs on the stored 1m file."""
     _store_file(data_dir, _spoil({50: {"high": math.nan}}))
     line = _one_error(run_cli("backtest", "--timeframe", "1h", "--no-report", "--output", str(tmp_path / "h.html")))
-    assert "1 candle(s) that cannot be traded in tBTCUSD 1h (resampled from 1m)" in line, line
+    assert "1 candle(s) that cannot be traded in tBTCUSD 1m" in line, line
     assert "genesis-fw validate --symbol tBTCUSD --timeframe 1m" in line
+
+
+@pytest.mark.parametrize("timeframe", ["5m", "1h", "1D"])
+def test_resampling_on_the_fly_does_not_hide_bad_source_candles(data_dir, tmp_path, timeframe):
+    """A NaN close inside a bucket is never the bucket's close, and a negative volume vanishes in a
+    positive sum: the resampled bars look clean, so the 1m candles they are built from are checked."""
+    table = pq.read_table(BTC_2D)
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    i = int(np.flatnonzero(ts % 3_600_000 == 0)[3]) + 2  # the third minute of a full hour, inside every bucket
+    _store_file(data_dir, _spoil({i: {"volume": -0.001}}))
+    out = tmp_path / "bt.html"
+    proc = run_cli("backtest", "--timeframe", timeframe, "--no-report", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "inconsistent" in line]
+    assert len(notes) == 1 and "1 inconsistent candle(s) in tBTCUSD 1m" in notes[0]
+    assert f"first at {_time(i)}" in notes[0] and "--timeframe 1m" in notes[0]
+    strict = run_cli("backtest", "--timeframe", timeframe, "--strict-data", "--no-report", "--output", str(out))
+    assert "refused by --strict-data" in _one_error(strict)
+    _store_file(data_dir, _spoil({i: {"close": math.nan}}))
+    line = _one_error(run_cli("backtest", "--timeframe", timeframe, "--no-report", "--output", str(out)))
+    assert "1 candle(s) that cannot be traded in tBTCUSD 1m" in line and f"first at {_time(i)}" in line
 
 
 @pytest.mark.parametrize("change", [{"close": math.nan}, {"high": math.inf}, {"open": 0.0}])

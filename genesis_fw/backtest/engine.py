@@ -139,7 +139,10 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
             f"{whole.column('timestamp')[-1].as_py().isoformat()}")
         raise DataError(f"no {dataset.describe()} candles in [{cfg.start or '-inf'}, {cfg.end or '+inf'}); {span}")
     bars = Bars.from_table(table)
-    notes.extend(check_bars(bars, dataset, strict_data=strict_data))
+    if dataset.resampled_from is None:
+        notes.extend(check_bars(bars, dataset, strict_data=strict_data))
+    else:  # resampling keeps clean candles clean, and can hide a defect: check what they were built from
+        notes.extend(_check_source(bars, dataset, strict_data=strict_data))
     identity = {
         "symbol": dataset.symbol,
         "timeframe": dataset.timeframe,
@@ -179,6 +182,20 @@ def check_bars(bars: Bars, dataset: Dataset, *, strict_data: bool = False) -> li
     if strict_data:
         raise DataError(f"{text} (refused by --strict-data)")
     return [f"{text} (--strict-data makes this an error)"]
+
+
+def _check_source(bars: Bars, dataset: Dataset, *, strict_data: bool) -> list[str]:
+    """:func:`check_bars` on the stored candles that ``bars`` were resampled from on the fly.
+
+    Aggregating hides defects (a negative volume vanishes in a positive sum, a bad close inside a
+    bucket is never the bucket's close) and never creates one from clean candles, so the source rows
+    of the loaded buckets -- the first bar's open to the last bar's end -- are the ones to check."""
+    from .metrics import bar_ends_ms
+
+    source = Dataset(dataset.symbol, dataset.resampled_from, dataset.path, dataset.origin)
+    last_end = int(bar_ends_ms(bars.timestamp[-1:], dataset.timeframe)[0])
+    rows = read(source, from_ms(int(bars.timestamp[0])), from_ms(last_end))
+    return check_bars(Bars.from_table(rows), source, strict_data=strict_data) if rows.num_rows else []
 
 
 def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
