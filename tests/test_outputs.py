@@ -315,3 +315,41 @@ def test_a_strategy_that_raises_is_a_one_line_error(btc_store, tmp_path, raising
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "genesis_fw_raising.py" in debug.stderr  # the plugin's own frame is shown
     assert not (tmp_path / "bt.json").exists()
+
+
+# --- the bundled sample is protected like the store ----------------------------------------------------
+
+
+def test_the_bundled_sample_is_a_managed_path(tmp_path: Path):
+    sample = CandleStore.sample().root
+    store = CandleStore.open(tmp_path / "data")
+    for inside in (sample / "tBTCUSD_1m.parquet", sample / "README.md", sample / "new.csv", sample):
+        assert store.is_managed(inside)
+        with pytest.raises(OutputError, match="bundled sample"):
+            store.check_output(inside)
+    store.check_output(sample.parent / "sample.csv")  # next to it is fine
+
+
+def test_sql_output_onto_the_bundled_sample_is_refused(tmp_path: Path):
+    """Against a copy of the package (first on PYTHONPATH), so even a regression cannot touch the real sample."""
+    pkg = Path(CandleStore.sample().root).parent
+    site = tmp_path / "site"
+    shutil.copytree(pkg, site / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
+    copied_sample = site / pkg.name / "sample"
+    (tmp_path / "data").mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+               GENESIS_DATA_DIR=str(tmp_path / "data"))
+    probe = subprocess.run([sys.executable, "-c", "from genesis_fw.data.store import CandleStore as C; "
+                            "print(C.sample().root)"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert Path(probe.stdout.strip()) == copied_sample, probe  # the subprocesses use the copy
+    target = copied_sample / "tBTCUSD_1m.parquet"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in copied_sample.iterdir()}
+    for args in (["sql", "SELECT 1 AS a", "--format", "csv", "--output", str(target)],
+                 ["sql", "SELECT 1 AS a", "--format", "parquet", "--output", str(copied_sample / "x.parquet")],
+                 ["backtest", "--no-report", "--output", str(copied_sample / "bt.html")]):
+        proc = subprocess.run([sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+        line = _one_error(proc)
+        assert "bundled sample" in line and "choose another path" in line, line
+        after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in copied_sample.iterdir()}
+        assert after == before  # byte-identical, never rewritten, nothing added
