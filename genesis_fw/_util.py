@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,13 +31,11 @@ def choices_text(choices: Iterable[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success move it over ``target`` atomically.
+def temp_beside(target: str | os.PathLike[str]) -> Path:
+    """Create an empty temporary file in ``target``'s folder (created when missing) and return it.
 
-    The temporary file lives in the same directory (so the rename cannot cross file systems) and
-    is fsynced before the rename. If the body raises, the temporary file is removed and ``target``
-    keeps its previous content untouched.
+    Its name is ``.<target name>.<random>.tmp`` and its mode the one a plain ``open()`` would give
+    (or the existing target's), so renaming it over ``target`` changes nothing but the content.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -50,15 +49,112 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
+    try:
+        os.chmod(tmp, mode)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success move it over ``target`` atomically.
+
+    The temporary file lives in the same directory (so the rename cannot cross file systems) and
+    is fsynced before the rename. If the body raises, the temporary file is removed and ``target``
+    keeps its previous content untouched.
+    """
+    target = Path(target)
+    tmp = temp_beside(target)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class StagedFiles:
+    """Several files written to temporary names beside their targets, then moved into place together.
+
+    Use through :func:`staged_files`: :meth:`temp` gives the path to write each file to; once every
+    file is whole, :meth:`place` renames them over their targets. Until then no target is touched.
+    Each existing target is first hard-linked to a backup name, so a failure after :meth:`place`
+    (inside the ``with`` block) puts the previous files back and removes the new ones. On a file
+    system without hard links a replaced target cannot be restored and is removed instead.
+    """
+
+    def __init__(self) -> None:
+        self._temps: dict[Path, Path] = {}
+        self._backups: dict[Path, Path | None] = {}
+        self._placed: list[Path] = []
+
+    def temp(self, target: str | os.PathLike[str]) -> Path:
+        """A new empty temp file beside ``target``, to be moved over it by :meth:`place`."""
+        target = Path(target)
+        if target in self._temps:
+            raise ValueError(f"{target} is staged twice")
+        self._temps[target] = temp_beside(target)
+        return self._temps[target]
+
+    def place(self) -> None:
+        """Fsync every temp file, then rename each over its target (all or, on error, none)."""
+        for tmp in self._temps.values():
+            _fsync(tmp)
+        try:
+            for target, tmp in self._temps.items():
+                self._backups[target] = self._backup(target)
+                os.replace(tmp, target)
+                self._placed.append(target)
+        except BaseException:
+            self.undo()
+            raise
+
+    @staticmethod
+    def _backup(target: Path) -> Path | None:
+        if not target.exists():
+            return None
+        backup = target.with_name(f".{target.name}.{secrets.token_hex(6)}.old")
+        try:
+            os.link(target, backup)
+        except OSError:
+            return None
+        return backup
+
+    def undo(self) -> None:
+        """Put back what :meth:`place` replaced: the previous file where there was one, else nothing."""
+        while self._placed:
+            target = self._placed.pop()
+            backup = self._backups.pop(target, None)
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        """Remove leftover temp and backup files (never a target)."""
+        for path in [*self._temps.values(), *(b for b in self._backups.values() if b is not None)]:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_files() -> Iterator[StagedFiles]:
+    """A :class:`StagedFiles`: when the body raises, placed files are undone; temps never outlive it."""
+    staged = StagedFiles()
+    try:
+        yield staged
+    except BaseException:
+        staged.undo()
+        raise
+    finally:
+        staged.cleanup()
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:

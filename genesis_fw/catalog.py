@@ -126,6 +126,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN take_profit REAL;    -- fraction of the entry price, NULL = no target
     ALTER TABLE runs ADD COLUMN config TEXT;         -- JSON object: the whole resolved run config
     """,
+    # A later run written to the same explicit --output names replaced some of a run's files: those are
+    # dropped from its ``outputs`` and the later run is named here (NULL while its files are its own).
+    """
+    ALTER TABLE runs ADD COLUMN replaced_by TEXT;    -- run_id of the run whose files replaced this run's
+    """,
 ]
 
 _SQLITE_TO_ARROW = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}
@@ -300,11 +305,42 @@ class Catalog:
 
     def record_run(self, row: dict[str, Any]) -> None:
         """Insert one ``runs`` row (keys = column names) and log a ``run.recorded`` event."""
+        with self.connect(write=True) as con:
+            self.insert_run(con, row)
+
+    @classmethod
+    def insert_run(cls, con: sqlite3.Connection, row: dict[str, Any]) -> None:
+        """:meth:`record_run` inside the caller's write transaction ``con``."""
         columns = ", ".join(f'"{k}"' for k in row)
         marks = ", ".join("?" for _ in row)
-        with self.connect(write=True) as con:
-            con.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
-            self._log(con, "run.recorded", row["run_id"], {"strategy": row["strategy"]})
+        con.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+        cls._log(con, "run.recorded", row["run_id"], {"strategy": row["strategy"]})
+
+    @classmethod
+    def mark_outputs_replaced(cls, con: sqlite3.Connection, run_id: str, outputs: dict[str, str],
+                              replaced_by: str, replaced: list[str]) -> None:
+        """Record in ``con``'s write transaction that run ``replaced_by`` replaced the files ``replaced``
+        (keys of its ``outputs``) of run ``run_id``: they leave its ``outputs``; an event is logged."""
+        kept = {k: v for k, v in outputs.items() if k not in replaced}
+        con.execute("UPDATE runs SET outputs = ?, replaced_by = ? WHERE run_id = ?",
+                    (json.dumps(kept, sort_keys=True), replaced_by, run_id))
+        cls._log(con, "run.outputs_replaced", run_id,
+                 {"replaced_by": replaced_by, "files": {k: outputs[k] for k in replaced}})
+
+    def check_writable(self) -> None:
+        """Raise :class:`CatalogError` unless the catalog can be written now: an existing catalog is
+        opened, migrated and one empty write transaction ends; a missing one is not created, its
+        folder (or the nearest existing folder above it) must be writable."""
+        if self.path.exists():
+            with self.connect(write=True):
+                pass
+            return
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise CatalogError(f"the store at {self.path.parent} is read-only: cannot write its catalog "
+                               f"{self.path.name}")
 
     @staticmethod
     def _log(con: sqlite3.Connection, kind: str, subject: str, detail: dict[str, Any]) -> None:

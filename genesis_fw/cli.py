@@ -324,7 +324,11 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True, strict_data=strict_data)
     for note in result.notes:
         _note(f"Note: {note}")
-    paths = runs.save(result, Path(cfg.output) if cfg.output else None, store=store, report=not no_report)
+    replaced: list[str] = []
+    paths = runs.save(result, Path(cfg.output) if cfg.output else None, store=store, report=not no_report,
+                      notes=replaced)
+    for note in replaced:
+        _note(f"Note: {note}")
     d = result.dataset
     click.echo(f"{result.strategy} on {d['symbol']} {d['timeframe']}: {d['num_bars']:,} bars "
                f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path)")

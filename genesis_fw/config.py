@@ -156,6 +156,11 @@ def _in_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool
     return check
 
 
+#: Largest ``initial_cash`` (quote currency): more than any account holds, and small enough that float64
+#: amounts keep sub-cent resolution and cannot overflow to inf (``1e308`` did, deep inside the report).
+MAX_INITIAL_CASH = 1e12
+
+
 @attrs.frozen
 class StrategyConfig:
     """Which strategy runs and its raw parameter overrides (checked against the plugin's ``Params``)."""
@@ -197,8 +202,8 @@ class RuntimeConfig:
     #: End of the range, exclusive (UTC date or ISO time); ``None`` = through the last candle.
     end: str | None = None
     strategy: StrategyConfig = attrs.field(factory=StrategyConfig)
-    #: Starting equity in the quote currency.
-    initial_cash: float = attrs.field(default=10_000.0, validator=_in_range(0, lo_open=True))
+    #: Starting equity in the quote currency, at most :data:`MAX_INITIAL_CASH`.
+    initial_cash: float = attrs.field(default=10_000.0, validator=_in_range(0, MAX_INITIAL_CASH, lo_open=True))
     #: Commission as a fraction of traded notional, charged on each side (0.002 = Bitfinex taker 0.2 %).
     commission: float = attrs.field(default=0.002, validator=_in_range(0, 1, hi_open=True))
     #: Slippage in basis points of the fill price, always against the trader (5 = 0.05 %).

@@ -13,16 +13,21 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import BTC_2D, run_cli
 
+from genesis_fw._util import staged_files
+from genesis_fw.backtest import engine, runs
 from genesis_fw.backtest.runs import output_paths
 from genesis_fw.catalog import MIGRATIONS, Catalog
+from genesis_fw.config import RuntimeConfig
 from genesis_fw.data.store import CandleStore
 from genesis_fw.data.timeframes import from_ms
-from genesis_fw.errors import OutputError
+from genesis_fw.errors import ConfigError, OutputError
 
 #: Schema version of catalogs written before run configs had their own columns.
 OLD_SCHEMA_VERSION = 4
@@ -345,3 +350,233 @@ def test_a_strategy_that_raises_is_a_one_line_error(btc_store, tmp_path, raising
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "genesis_fw_raising.py" in debug.stderr  # the plugin's own frame is shown
     assert not (tmp_path / "bt.json").exists()
+
+
+# --- saving a run is all or nothing ------------------------------------------------------------------
+
+PREVIOUS = {"x.json": "previous summary\n", "x.trades.csv": "previous trades\n", "x.equity.csv": "previous equity\n",
+            "x.html": "previous report\n"}
+
+
+def _put_previous(folder: Path) -> None:
+    for name, text in PREVIOUS.items():
+        (folder / name).write_text(text)
+
+
+def _is_previous(folder: Path) -> bool:
+    """Exactly the previous files, untouched, and no temp file left beside them."""
+    return sorted(p.name for p in folder.iterdir()) == sorted(PREVIOUS) and all(
+        (folder / name).read_text() == text for name, text in PREVIOUS.items())
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A real 64 KiB tmpfs: too small for a run's files (needs root to mount)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_a_full_disk_leaves_no_half_written_run(btc_store: Path, tiny_fs: Path, previous: bool):
+    if previous:
+        _put_previous(tiny_fs)
+    line = _one_error(run_cli("backtest", "--output", str(tiny_fs / "x.html")))
+    assert "No space left on device" in line, line
+    if previous:
+        assert _is_previous(tiny_fs)
+    else:
+        assert list(tiny_fs.iterdir()) == []
+    assert not (btc_store / "genesis.db").exists() or _runs(btc_store) == []
+
+
+@pytest.fixture
+def frozen_catalog(btc_store: Path, tmp_path: Path):
+    """The store's catalog (holding one run) alone made unwritable: 0444, and for root immutable."""
+    assert run_cli("backtest", "--no-report", "--output", str(tmp_path / "first.html")).returncode == 0
+    db = btc_store / "genesis.db"
+    db.chmod(0o444)
+    immutable = False
+    if os.access(db, os.W_OK):  # root
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(db)]).returncode != 0:
+            db.chmod(0o644)
+            pytest.skip("cannot make a file unwritable here")
+        immutable = True
+    yield db
+    if immutable:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    db.chmod(0o644)
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_an_unwritable_catalog_is_refused_before_any_file_is_written(frozen_catalog: Path, tmp_path: Path,
+                                                                     previous: bool):
+    out = tmp_path / "out"
+    out.mkdir()
+    if previous:
+        _put_previous(out)
+    before = frozen_catalog.read_bytes()
+    line = _one_error(run_cli("backtest", "--output", str(out / "x.html")))
+    assert "cannot write its catalog" in line, line
+    assert _is_previous(out) if previous else list(out.iterdir()) == []
+    assert frozen_catalog.read_bytes() == before
+
+
+def test_a_failing_catalog_insert_removes_the_new_files_and_keeps_the_old(btc_store: Path, tmp_path: Path):
+    """The catalog refuses the row only once every file is written (a real SQLite trigger): nothing of the
+    run stays, and the files the run would have replaced are back as they were."""
+    first = tmp_path / "first.html"
+    assert run_cli("backtest", "--no-report", "--output", str(first)).returncode == 0
+    with sqlite3.connect(btc_store / "genesis.db") as con:
+        con.execute("CREATE TRIGGER no_more_runs BEFORE INSERT ON runs BEGIN "
+                    "SELECT RAISE(ABORT, 'the catalog refuses this run'); END")
+    out = tmp_path / "out"
+    out.mkdir()
+    _put_previous(out)
+    line = _one_error(run_cli("backtest", "--output", str(out / "x.html")))
+    assert "the catalog refuses this run" in line, line
+    assert _is_previous(out)
+    assert len(_runs(btc_store)) == 1
+
+
+def test_an_initial_cash_beyond_float_range_is_refused_up_front(btc_store: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    line = _one_error(run_cli("backtest", "initial_cash=1e308", "--output", str(out / "x.html")))
+    assert "initial_cash must be <= " in line, line
+    assert not out.exists()
+    assert not (btc_store / "genesis.db").exists() or _runs(btc_store) == []
+
+
+def test_non_finite_results_are_refused_before_anything_is_written(btc_store: Path, tmp_path: Path):
+    """A run whose equity overflowed (prices or leverage beyond float range) is never written or recorded."""
+    store = CandleStore.open(btc_store)
+    result = engine.run(RuntimeConfig.load(None, {}), store)
+    equity = result.equity.copy()
+    equity[100:] = np.inf
+    out = tmp_path / "out"
+    out.mkdir()
+    _put_previous(out)
+    with pytest.raises(ConfigError, match=r"equity is not finite \(inf or NaN\) from bar 100 .*nothing was written"):
+        runs.save(attrs.evolve(result, equity=equity), out / "x.html", store=store)
+    assert _is_previous(out)
+    assert not (btc_store / "genesis.db").exists() or _runs(btc_store) == []
+    runs.save(result, out / "x.html", store=store)  # the same run, finite, is saved
+    assert json.loads((out / "x.json").read_text())["run_id"] == result.run_id
+
+
+# --- an explicit --output that an earlier run's files have --------------------------------------------
+
+
+def _run_rows(store: Path) -> list[dict]:
+    with sqlite3.connect(store / "genesis.db") as con:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute("SELECT run_id, outputs, replaced_by FROM runs ORDER BY created_at")]
+
+
+def test_replacing_the_files_of_an_earlier_run_is_noted_and_recorded(btc_store: Path, tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    first = run_cli("backtest", "--output", "results/bt.html", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run_cli("backtest", "stop_loss=0.02", "--no-report", "--output", str(tmp_path / "results" / "bt.html"))
+    assert second.returncode == 0, second.stderr
+    old, new = _run_rows(btc_store)
+    notes = [ln for ln in second.stderr.splitlines() if old["run_id"] in ln]
+    assert len(notes) == 1 and notes[0].startswith("Note: ") and new["run_id"] in notes[0], second.stderr
+    assert old["replaced_by"] == new["run_id"] and new["replaced_by"] is None
+    # the older row keeps only its report, which the second run (--no-report) did not replace
+    assert list(json.loads(old["outputs"])) == ["report"]
+    assert (tmp_path / json.loads(old["outputs"])["report"]).is_file()
+    for kind, path in json.loads(new["outputs"]).items():
+        if kind == "summary":
+            assert json.loads(Path(path).read_text())["run_id"] == new["run_id"]
+        assert Path(path).is_file()
+    third = run_cli("backtest", "--no-report", "--output", str(tmp_path / "results" / "other.html"))
+    assert third.returncode == 0 and "Note: " not in third.stderr.replace("Note: no", ""), third.stderr
+    assert [r["replaced_by"] for r in _run_rows(btc_store)] == [new["run_id"], None, None]
+
+
+#: Schema version of catalogs written before runs recorded which run replaced their files.
+NO_REPLACED_BY_VERSION = 5
+
+
+def test_a_catalog_without_replaced_by_is_upgraded_and_its_runs_can_be_replaced(btc_store: Path, tmp_path: Path):
+    db = btc_store / "genesis.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    for step in MIGRATIONS[:NO_REPLACED_BY_VERSION]:
+        con.executescript(step)
+    con.execute(f"PRAGMA user_version = {NO_REPLACED_BY_VERSION}")
+    old_outputs = {k: str(v) for k, v in output_paths(tmp_path / "bt.html").items()}
+    con.execute(
+        "INSERT INTO runs (run_id, created_at, strategy, params, symbol, timeframe, first_bar, last_bar, num_bars, "
+        "data_origin, data_sha256, engine_path, engine_version, commission, slippage_bps, metrics, outputs) "
+        "VALUES ('old-run', '2026-01-01T00:00:00.000+00:00', 'ema_rsi', '{}', 'tBTCUSD', '1m', "
+        "'2019-04-01T00:00:00+00:00', '2019-04-02T23:59:00+00:00', 2880, 'store', 'abc', 'fast', '0.1.0', "
+        "0.002, 0.0, '{}', ?)", (json.dumps(old_outputs),))
+    con.close()
+    proc = run_cli("backtest", "--output", str(tmp_path / "bt.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert "old-run" in proc.stderr
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    old, new = _run_rows(btc_store)
+    assert (old["run_id"], old["replaced_by"], json.loads(old["outputs"])) == ("old-run", new["run_id"], {})
+
+
+# --- the bundled sample is protected like the store ----------------------------------------------------
+
+
+def test_the_bundled_sample_is_a_managed_path(tmp_path: Path):
+    sample = CandleStore.sample().root
+    store = CandleStore.open(tmp_path / "data")
+    for inside in (sample / "tBTCUSD_1m.parquet", sample / "README.md", sample / "new.csv", sample):
+        assert store.is_managed(inside)
+        with pytest.raises(OutputError, match="bundled sample"):
+            store.check_output(inside)
+    store.check_output(sample.parent / "sample.csv")  # next to it is fine
+
+
+def test_sql_output_onto_the_bundled_sample_is_refused(tmp_path: Path):
+    """Against a copy of the package (first on PYTHONPATH), so even a regression cannot touch the real sample."""
+    pkg = Path(CandleStore.sample().root).parent
+    site = tmp_path / "site"
+    shutil.copytree(pkg, site / pkg.name, ignore=shutil.ignore_patterns("__pycache__"))
+    copied_sample = site / pkg.name / "sample"
+    (tmp_path / "data").mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+               GENESIS_DATA_DIR=str(tmp_path / "data"))
+    probe = subprocess.run([sys.executable, "-c", "from genesis_fw.data.store import CandleStore as C; "
+                            "print(C.sample().root)"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert Path(probe.stdout.strip()) == copied_sample, probe  # the subprocesses use the copy
+    target = copied_sample / "tBTCUSD_1m.parquet"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in copied_sample.iterdir()}
+    for args in (["sql", "SELECT 1 AS a", "--format", "csv", "--output", str(target)],
+                 ["sql", "SELECT 1 AS a", "--format", "parquet", "--output", str(copied_sample / "x.parquet")],
+                 ["backtest", "--no-report", "--output", str(copied_sample / "bt.html")]):
+        proc = subprocess.run([sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+        line = _one_error(proc)
+        assert "bundled sample" in line and "choose another path" in line, line
+        after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in copied_sample.iterdir()}
+        assert after == before  # byte-identical, never rewritten, nothing added
+
+
+def test_staged_files_put_the_previous_files_back_when_a_later_step_fails(tmp_path: Path):
+    """What save() relies on when the catalog commit fails after the renames."""
+    _put_previous(tmp_path)
+    with pytest.raises(RuntimeError, match="commit failed"), staged_files() as staged:
+        for name in ("x.json", "x.trades.csv", "y.csv"):
+            staged.temp(tmp_path / name).write_text("new\n")
+        staged.place()
+        assert (tmp_path / "x.json").read_text() == "new\n" and (tmp_path / "y.csv").is_file()
+        raise RuntimeError("commit failed")
+    assert _is_previous(tmp_path)  # previous files back, y.csv (new) gone, no temp or backup left
+    with staged_files() as staged:
+        staged.temp(tmp_path / "x.json").write_text("new\n")
+        staged.place()
+    assert (tmp_path / "x.json").read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PREVIOUS)

@@ -3,20 +3,26 @@
 Files go next to the HTML report and are named after its whole name without ``.html``: for
 ``results/ema_sl0.02.html`` they are ``results/ema_sl0.02.json``, ``results/ema_sl0.02.trades.csv``
 and ``results/ema_sl0.02.equity.csv``. The default name holds the run id, so no run replaces the files
-of another. Each file is written to a temp file and renamed; paths inside the store's own files or
-that cannot be written are refused (:class:`~genesis_fw.errors.OutputError`) before anything is written.
+of another. Paths inside the store's own files or the bundled sample, or that cannot be written, are
+refused (:class:`~genesis_fw.errors.OutputError`) before anything is written. Saving is all or nothing
+(:func:`save`): the files are written to temp names and renamed into place in the catalog transaction
+that records the run. An explicit output name that an earlier run's files have is replaced, and that
+run's catalog row is updated so it no longer lists them (``replaced_by``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .._util import atomic_path, check_writable, output_error, write_text_atomic
+from .._util import check_writable, output_error, staged_files
 from ..catalog import Catalog, utcnow
 from ..data.store import CandleStore
+from ..data.timeframes import from_ms
+from ..errors import ConfigError
 from .engine import BacktestResult
 
 
@@ -43,11 +49,13 @@ def output_paths(html: Path) -> dict[str, Path]:
 
 def check_outputs(html: Path, store: CandleStore, *, report: bool = True) -> dict[str, Path]:
     """The run's files for ``html`` (the report only with ``report``), each checked: not inside the
-    store's own files (:meth:`CandleStore.check_output`) and writable; :class:`OutputError` if not."""
+    store's own files or the bundled sample (:meth:`CandleStore.check_output`) and writable
+    (:class:`OutputError` if not); and the store's catalog can be written (:class:`CatalogError`)."""
     paths = {k: v for k, v in output_paths(html).items() if report or k != "report"}
     for path in paths.values():
         store.check_output(path)
         check_writable(path)
+    Catalog(store.catalog_path).check_writable()
     return paths
 
 
@@ -92,36 +100,110 @@ def equity_table(result: BacktestResult):
 def _write_csv(table, path: Path) -> None:
     import pyarrow.csv as pacsv
 
-    with atomic_path(path) as tmp:
-        pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="none"))
+    pacsv.write_csv(table, str(path), pacsv.WriteOptions(quoting_style="none"))
+
+
+def check_finite(result: BacktestResult) -> None:
+    """Raise :class:`ConfigError` when the run's equity, position or trades hold inf or NaN (amounts
+    beyond 64-bit floats, e.g. ``initial_cash=1e308``): such a run is never written or recorded."""
+    arrays = {"equity": result.equity, "position": result.position, "trades": result.trades}
+    for name, values in arrays.items():
+        bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+        if not bad.any():
+            continue
+        cfg = result.config
+        where = ""
+        if name != "trades":
+            first = int(np.argmax(bad))
+            where = f" from bar {first} ({from_ms(int(result.bars.timestamp[first])).isoformat()})"
+        raise ConfigError(
+            f"the run's {name} is not finite (inf or NaN){where}: initial_cash={cfg.initial_cash:g} with "
+            f"size={cfg.size:g} and max_leverage={cfg.max_leverage:g} overflows 64-bit floats; nothing was "
+            "written; use a smaller initial_cash")
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _replaced_runs(con, run_id: str, paths: dict[str, Path]) -> list[tuple[str, dict[str, str], list[str]]]:
+    """Earlier runs in the catalog whose recorded files are among ``paths``: (run id, its outputs, the
+    keys of its outputs that ``paths`` replace). Relative paths recorded by older versions are taken
+    relative to the current working directory."""
+    found = []
+    for other, outputs in con.execute("SELECT run_id, outputs FROM runs WHERE run_id != ?", (run_id,)):
+        try:
+            recorded = json.loads(outputs)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(recorded, dict):
+            continue
+        hit = [k for k, v in recorded.items()
+               if isinstance(v, str) and any(_same_file(v, p) for p in paths.values())]
+        if hit:
+            found.append((other, recorded, hit))
+    return found
 
 
 def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore | None = None,
-         report: bool = True) -> dict[str, Path]:
-    """Write the run's files (the HTML report only when ``report``) and record it in the catalog.
+         report: bool = True, notes: list[str] | None = None) -> dict[str, Path]:
+    """Write the run's files (the HTML report only when ``report``) and record it in the catalog, all
+    or nothing.
 
-    The catalog row is written last, so it never points at files that were not written."""
+    Order: the output paths and the catalog are checked (:func:`check_outputs`) and the results must
+    be finite (:func:`check_finite`); every file is written to a temp name beside its target; then, in
+    one catalog transaction, earlier runs whose files these replace are marked (``replaced_by``, a line
+    appended to ``notes``), the ``runs`` row is inserted, the temps are renamed over their targets, and
+    the transaction commits. If anything fails (disk full, the catalog refuses the row or the commit)
+    the temps are removed, files renamed already are put back as they were, and the row is rolled
+    back: neither a catalog row without its files nor files of a run the catalog does not know.
+    Output paths are recorded absolute.
+    """
     html = Path(html) if html is not None else default_output(result)
     store = store if store is not None else CandleStore.open()
     paths = check_outputs(html, store, report=report)
+    check_finite(result)
+    catalog = Catalog(store.catalog_path)
     summary = result.summary()
-    summary["outputs"] = {k: str(v) for k, v in paths.items()}
+    summary["outputs"] = {k: os.path.abspath(v) for k, v in paths.items()}
+    row = _catalog_row(result, summary)
     current = paths["summary"]
-    try:
-        write_text_atomic(current, json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        current = paths["trades"]
-        _write_csv(trades_table(result), current)
-        current = paths["equity"]
-        _write_csv(equity_table(result), current)
-        if report:
-            from .report import write_html
+    replaced: list[tuple[str, dict[str, str], list[str]]] = []
+    with staged_files() as staged:
+        try:
+            staged.temp(current).write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n",
+                                            encoding="utf-8")
+            current = paths["trades"]
+            _write_csv(trades_table(result), staged.temp(current))
+            current = paths["equity"]
+            _write_csv(equity_table(result), staged.temp(current))
+            if report:
+                from .report import render_html
 
-            current = paths["report"]
-            write_html(result, current)
-    except OSError as exc:
-        raise output_error(current, exc) from None
+                current = paths["report"]
+                text = render_html(result)
+                staged.temp(current).write_text(text, encoding="utf-8")
+            current = html
+            with catalog.connect(write=True) as con:
+                replaced = _replaced_runs(con, result.run_id, paths)
+                for other, outputs, keys in replaced:
+                    Catalog.mark_outputs_replaced(con, other, outputs, result.run_id, keys)
+                Catalog.insert_run(con, row)
+                staged.place()
+        except OSError as exc:
+            raise output_error(current, exc) from None
+    for other, outputs, keys in replaced:
+        if notes is not None:
+            names = ", ".join(Path(outputs[k]).name for k in keys)
+            notes.append(f"replaced the files of run {other} ({names}); the catalog now lists them for run "
+                         f"{result.run_id} only (runs.replaced_by)")
+    return paths
+
+
+def _catalog_row(result: BacktestResult, summary: dict) -> dict:
+    """The ``runs`` row of ``result`` (column name -> value)."""
     m, d, cfg = result.metrics, result.dataset, result.config
-    Catalog(store.catalog_path).record_run({
+    return {
         "run_id": result.run_id,
         "created_at": utcnow(),
         "strategy": result.strategy,
@@ -151,5 +233,4 @@ def save(result: BacktestResult, html: Path | None = None, *, store: CandleStore
         "num_trades": m.get("num_trades"),
         "metrics": json.dumps(m, sort_keys=True),
         "outputs": json.dumps(summary["outputs"], sort_keys=True),
-    })
-    return paths
+    }

@@ -203,6 +203,16 @@ def check_candles(table: pa.Table, *, where: str, allow_empty: bool = True) -> N
                         "such candles are never stored")
 
 
+def _sample_root() -> Path:
+    """The bundled sample folder, symlinks resolved."""
+    return Path(os.path.realpath(str(resources.files("genesis_fw") / "sample")))
+
+
+def _in_sample(resolved: Path) -> bool:
+    """Whether the already resolved path ``resolved`` is the bundled sample folder or inside it."""
+    return resolved.is_relative_to(_sample_root())
+
+
 @attrs.frozen
 class Dataset:
     """One candle file: which symbol and timeframe, where it lives, and how it was obtained.
@@ -272,9 +282,12 @@ class CandleStore:
     def is_managed(self, path: str | os.PathLike[str]) -> bool:
         """True when ``path`` is one of the store's own files: the catalog (and its ``-wal``, ``-shm``,
         ``-journal``), anything under ``candles/``, ``features/``, ``metadata/``, or a dot-file or
-        dot-folder directly in the store (the store's internal state). Symlinks and relative paths
-        (to the working directory) are resolved first."""
+        dot-folder directly in the store (the store's internal state); or anything inside the bundled
+        sample folder (:meth:`sample`), which ships with the package. Symlinks and relative paths (to
+        the working directory) are resolved first."""
         target = Path(os.path.realpath(path))
+        if _in_sample(target):
+            return True
         root = Path(os.path.realpath(self.root))
         if not target.is_relative_to(root) or target == root:
             return False
@@ -284,10 +297,15 @@ class CandleStore:
 
     def check_output(self, path: str | os.PathLike[str]) -> None:
         """Raise :class:`OutputError` when a command's output ``path`` would overwrite the store's own
-        files (:meth:`is_managed`); reports and exports must never replace candles or the catalog."""
-        if self.is_managed(path):
-            raise OutputError(f"{path} is inside the store's own files ({', '.join(d + '/' for d in MANAGED_DIRS)} "
-                              f"and the catalog {self.catalog_path.name} under {self.root}); choose another path")
+        files or the bundled sample (:meth:`is_managed`); reports and exports must never replace
+        candles or the catalog."""
+        if not self.is_managed(path):
+            return
+        if _in_sample(Path(os.path.realpath(path))):
+            raise OutputError(f"{path} is inside the bundled sample ({_sample_root()}), which ships with "
+                              "genesis-fw; choose another path")
+        raise OutputError(f"{path} is inside the store's own files ({', '.join(d + '/' for d in MANAGED_DIRS)} "
+                          f"and the catalog {self.catalog_path.name} under {self.root}); choose another path")
 
     def path(self, symbol: str, timeframe: str) -> Path:
         """File of ``symbol``/``timeframe`` (validated first, so it is always inside the store)."""
