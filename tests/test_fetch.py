@@ -411,3 +411,44 @@ def test_preset_phase3_is_the_documented_collection():
     datasets, start, end = fetch.preset_range("phase3", now=datetime(2024, 10, 1, 12, 30, 15, tzinfo=UTC))
     assert datasets == {"tBTCUSD": ["1m", "5m", "15m", "1h", "4h"], "tETHUSD": ["1m", "5m", "1h"]}
     assert (start, end) == (datetime(2024, 4, 1, 12, 30, tzinfo=UTC), datetime(2024, 10, 1, 12, 30, tzinfo=UTC))
+
+
+def test_a_narrower_rerun_publishes_only_its_own_range(data_dir):
+    """Pages staged by an interrupted wider fetch never land outside the range a later run asks for."""
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.inject(None, None, "503", "503", "503")  # two pages (about 14 days) staged, then the exchange is down
+        with pytest.raises(fetch.FetchFailed):
+            fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, max_attempts=3))
+        assert len(list((data_dir / "metadata" / "staging" / "tBTCUSD_1m").glob("part-*.parquet"))) == 2
+        narrow = datetime(2019, 4, 4, tzinfo=UTC)
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, narrow, exchange=fast_exchange(server))
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, narrow))
+    assert not (data_dir / "metadata" / "staging" / "tBTCUSD_1m").exists()
+
+
+def _damage(path, source=None) -> None:
+    """The first 100 bytes of a real Parquet file: what a full disk or a cut copy leaves."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((source or CandleStore.sample().path("tBTCUSD", "1m")).read_bytes()[:100])
+
+
+@pytest.mark.parametrize("where", ["stored", "staged"])
+def test_cli_a_damaged_file_is_one_line_and_the_other_datasets_still_run(data_dir, where):
+    if where == "stored":
+        bad = data_dir / "candles" / "tBTCUSD_1h.parquet"
+    else:  # a staged page of an interrupted fetch, its interval recorded in the checkpoint
+        staging = data_dir / "metadata" / "staging" / "tBTCUSD_1h"
+        bad = staging / f"part-{to_ms(START):013d}-{to_ms(START) + 86_400_000:013d}.parquet"
+        staging.mkdir(parents=True)
+        (staging / "checkpoint.json").write_text(json.dumps({"covered": [[to_ms(START), to_ms(START) + 86_400_000]]}))
+    _damage(bad)
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD,tETHUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: tBTCUSD 1h") and str(bad) in line and "damaged" in line, line
+    assert "remove" in line, line
+    assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
+    assert current(CandleStore.open(data_dir), "tETHUSD", "1h").num_candles == 48

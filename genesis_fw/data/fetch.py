@@ -12,9 +12,10 @@ For each requested symbol and timeframe:
    ``<data_dir>/metadata/staging/{symbol}_{timeframe}/part-*.parquet`` and the covered interval
    to ``checkpoint.json`` there, each atomically. A fetch interrupted anywhere (Ctrl-C, ``kill -9``,
    retries exhausted) resumes from there without downloading finished pages again.
-4. **Publish**: once every range is complete, store + staged candles become a new dataset version
-   (:func:`genesis_fw.data.datasets.publish`) and the staging folder is removed. Nothing partial reaches
-   the store.
+4. **Publish**: once every range is complete, store + staged candles in ``[start, end)`` become a new
+   dataset version (:func:`genesis_fw.data.datasets.publish`) and the staging folder is removed. Nothing
+   partial reaches the store. A stored file or staged page that cannot be read fails the dataset with a
+   :class:`DataError` naming the file and what to do.
 
 Timeframes the exchange does not serve (``4h``) are fetched at the coarsest native timeframe that
 divides them (``1h``), stored as that dataset too, and resampled with ``sql/resample.sql``; the
@@ -146,15 +147,51 @@ class _Staging:
         self.covered.append((lo, hi))
         write_text_atomic(self.checkpoint, json.dumps({"covered": sorted(self.covered)}) + "\n")
 
-    def candles(self) -> pa.Table:
+    def candles(self, lo: int | None = None, hi: int | None = None) -> pa.Table:
+        """The staged candles with open time in ``[lo, hi)`` (ms; ``None``: unbounded). A page that
+        cannot be read raises :class:`DataError` naming it and the folder to remove."""
         parts = sorted(self.dir.glob("part-*.parquet")) if self.dir.is_dir() else []
-        tables = [conform(pq.read_table(p), where=str(p)) for p in parts]
-        return pa.concat_tables(tables) if tables else _empty()
+        tables = []
+        for p in parts:
+            try:
+                tables.append(conform(pq.read_table(p), where=str(p)))
+            except (OSError, pa.ArrowException, DataError) as exc:
+                raise DataError(f"the staged page {p} is damaged ({_one_line(exc)}); remove the folder {self.dir} "
+                                "and fetch again (its pages are downloaded again)") from None
+        table = pa.concat_tables(tables) if tables else _empty()
+        if (lo is not None or hi is not None) and table.num_rows:
+            ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+            first = int(np.searchsorted(ts, lo, "left")) if lo is not None else 0
+            last = int(np.searchsorted(ts, hi, "left")) if hi is not None else ts.size
+            table = table.slice(first, max(last - first, 0))
+        return table
 
     def clear(self) -> None:
         import shutil
 
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _stored_span(store: CandleStore, symbol: str, timeframe: str) -> tuple[int, int] | None:
+    """:func:`~genesis_fw.data.store.time_span` of the stored file (``None`` when there is none); a file
+    that cannot be read raises :class:`DataError` naming it and what to do."""
+    path = store.path(symbol, timeframe)
+    if not path.is_file():
+        return None
+    try:
+        return time_span(path)
+    except (OSError, pa.ArrowException, DataError) as exc:
+        raise _damaged(path, symbol, timeframe, exc) from None
+
+
+def _damaged(path: Path, symbol: str, timeframe: str, exc: BaseException) -> DataError:
+    return DataError(f"the stored file {path} is damaged or not a candle file ({_one_line(exc)}); remove it, then "
+                     f"fetch again or re-import it with 'genesis-fw import FILE --symbol {symbol} --timeframe "
+                     f"{timeframe}' (earlier versions are kept in {path.parent / 'versions'})")
 
 
 def _empty() -> pa.Table:
@@ -223,7 +260,7 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     counters = counters if counters is not None else {"retries": 0}
     retries_before = counters.get("retries", 0)
     # The stored span comes from the Parquet footer: a fetch with nothing missing reads no candles.
-    span = time_span(store.path(symbol, timeframe)) if store.has(symbol, timeframe) else None
+    span = _stored_span(store, symbol, timeframe)
     missing = [(start_ms, end_ms)]
     if span is not None:
         missing = _subtract(missing, (span[0], span[1] + max(width, 1)))
@@ -256,7 +293,10 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
                 cursor = nxt
     except (ExchangeError, KeyboardInterrupt) as exc:
         bar.close()
-        staged = staging.candles()
+        try:
+            staged = staging.candles()
+        except DataError:
+            staged = _empty()
         upto = from_ms(staged.column("timestamp")[-1].value).isoformat() if staged.num_rows else None
         log.write({**record, "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                    "requests": requests, "candles": fetched, "retries": counters.get("retries", 0) - retries_before,
@@ -265,15 +305,20 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
             raise
         kept = (f"{staged.num_rows} candles up to {upto} are kept in {staging.dir}" if staged.num_rows
                 else "nothing was kept")
-        from .exchange import RequestRefused
+        from .exchange import BadCandles, RequestRefused
 
+        if isinstance(exc, BadCandles):  # the exchange keeps sending it: rerunning the same range cannot help
+            raise BadCandles(f"{label}: {exc}; {kept}, not yet in the store; fetch a range that excludes that "
+                             "candle") from None
         if isinstance(exc, RequestRefused):  # rerunning the same command gets the same answer
             raise RequestRefused(f"{label}: {exc}" + (f"; {kept}, not yet in the store" if staged.num_rows
                                                       else "")) from None
         raise ExchangeError(f"{label}: {exc}; {kept}, not yet in the store; run the same command again to resume") \
             from None
     bar.close()
-    staged = staging.candles()
+    # Only the requested range: pages an earlier, wider fetch staged outside it are dropped with the staging
+    # folder, never published (the store must not hold candles around a stretch nobody fetched).
+    staged = staging.candles(start_ms, end_ms)
     if span is None and staged.num_rows == 0:
         staging.clear()
         log.write({**record, "status": "empty", "requests": requests, "candles": 0,
@@ -282,7 +327,7 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
         raise DataError(f"the exchange returned no {label} candles in [{from_ms(start_ms).isoformat()}, "
                         f"{from_ms(end_ms).isoformat()}): unknown symbol, or no trades in that range")
     if staged.num_rows:
-        existing = read(Dataset(symbol, timeframe, store.path(symbol, timeframe))) if span else _empty()
+        existing = _read_stored(store, symbol, timeframe) if span else _empty()
         meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
     else:  # nothing new: the stored dataset stays as it is
         meta, new = _current_or_publish(store, symbol, timeframe), False
@@ -294,14 +339,24 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     return result
 
 
+def _read_stored(store: CandleStore, symbol: str, timeframe: str) -> pa.Table:
+    """The whole stored file; one that cannot be read raises :class:`DataError` saying what to do."""
+    path = store.path(symbol, timeframe)
+    try:
+        return read(Dataset(symbol, timeframe, path))
+    except DataError as exc:
+        if str(exc).startswith(f"cannot read {path}"):
+            raise _damaged(path, symbol, timeframe, exc) from None
+        raise
+
+
 def _current_or_publish(store: CandleStore, symbol: str, timeframe: str):
     """The current version's metadata; a stored file without metadata (written before versions) is published."""
     from .datasets import current, publish
 
     meta = current(store, symbol, timeframe)
     if meta is None:
-        meta, _ = publish(store, symbol, timeframe, read(Dataset(symbol, timeframe, store.path(symbol, timeframe))),
-                          source="store")
+        meta, _ = publish(store, symbol, timeframe, _read_stored(store, symbol, timeframe), source="store")
     return meta
 
 
