@@ -25,7 +25,7 @@ from genesis_fw.data import fetch
 from genesis_fw.data.datasets import current
 from genesis_fw.data.exchange import RequestRefused
 from genesis_fw.data.store import CandleStore, Dataset, read, resample
-from genesis_fw.data.timeframes import to_ms
+from genesis_fw.data.timeframes import from_ms, to_ms
 from genesis_fw.errors import DataError, ExchangeError
 
 START = datetime(2019, 4, 1, tzinfo=UTC)
@@ -182,15 +182,17 @@ def test_weeks_and_months_are_built_from_1d_on_monday_weeks(data_dir):
     assert [(r.timeframe, r.source) for r in results] == [("1W", "resampled:1D"), ("14D", "resampled:1D"),
                                                           ("1M", "resampled:1D")]
     daily = store.path("tBTCUSD", "1D")
-    minutes = read(Dataset("tBTCUSD", "1m", CandleStore.sample().path("tBTCUSD", "1m")), START, END)
-    df = minutes.to_pandas().set_index("timestamp")
-    df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
     for tf, rule, kw in [("1W", "W-MON", {"label": "left", "closed": "left"}),
                          ("14D", "14D", {"origin": pd.Timestamp("1970-01-05")}),
                          ("1M", "MS", {})]:
+        # whole buckets: 1W through Sunday 06-02, 14D through 06-02 (slot of 05-20), 1M through 05-31
+        lo, hi = (from_ms(t) for t in fetch.bucket_range(tf, to_ms(START), to_ms(END), to_ms(datetime.now(UTC))))
+        minutes = read(Dataset("tBTCUSD", "1m", CandleStore.sample().path("tBTCUSD", "1m")), lo, hi)
+        df = minutes.to_pandas().set_index("timestamp")
+        df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
         got = read(Dataset("tBTCUSD", tf, store.path("tBTCUSD", tf)))
         assert current(store, "tBTCUSD", tf).source == "resampled:1D"
-        assert got.equals(resample(daily, tf))
+        assert got.equals(resample(daily, tf, lo, hi))
         ref = df.resample(rule, **kw).agg({"open": "first", "high": "max", "low": "min", "close": "last",
                                            "volume": "sum"})
         ts = got.column("timestamp").cast("int64").to_numpy()
@@ -452,3 +454,49 @@ def test_cli_a_damaged_file_is_one_line_and_the_other_datasets_still_run(data_di
     assert "remove" in line, line
     assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
     assert current(CandleStore.open(data_dir), "tETHUSD", "1h").num_candles == 48
+
+
+def test_weeks_and_months_built_locally_hold_whole_buckets(data_dir):
+    """A range starting on a Wednesday and ending on a Friday: 1D is fetched from the Monday (the 1st of the
+    month, the 14D slot) to the end of the last bucket, so the first and last buckets hold whole weeks."""
+    store = CandleStore.open(data_dir)
+    start, end = datetime(2019, 4, 3, tzinfo=UTC), datetime(2019, 5, 10, tzinfo=UTC)
+    with BitfinexServer() as server:
+        fetch.run(store, {"tBTCUSD": ["1W", "14D", "1M"]}, start, end, exchange=fast_exchange(server))
+        mts, values = server.candles("tBTCUSD", "1D")  # wire order OPEN, CLOSE, HIGH, LOW, VOLUME
+
+    def day(when: str) -> int:
+        return int(np.searchsorted(mts, to_ms(datetime.fromisoformat(when).replace(tzinfo=UTC))))
+
+    def check(tf: str, bucket: str, first_day: str, end_day: str) -> None:
+        table = read(Dataset("tBTCUSD", tf, store.path("tBTCUSD", tf)))
+        ts = table.column("timestamp").cast("int64").to_numpy()
+        i = int(np.flatnonzero(ts == to_ms(datetime.fromisoformat(bucket).replace(tzinfo=UTC)))[0])
+        a, b = day(first_day), day(end_day)
+        assert table.column("open")[i].as_py() == values[a, 0], (tf, bucket)
+        assert table.column("close")[i].as_py() == values[b - 1, 1], (tf, bucket)
+        assert table.column("high")[i].as_py() == values[a:b, 2].max(), (tf, bucket)
+        assert table.column("volume")[i].as_py() == pytest.approx(values[a:b, 4].sum(), rel=1e-12), (tf, bucket)
+
+    check("1W", "2019-04-01", "2019-04-01", "2019-04-08")  # Monday before the Wednesday start: the whole week
+    check("1W", "2019-05-06", "2019-05-06", "2019-05-13")  # the week of the Friday end: all 7 days
+    check("1M", "2019-04-01", "2019-04-01", "2019-05-01")
+    check("1M", "2019-05-01", "2019-05-01", "2019-06-01")
+    check("14D", "2019-05-06", "2019-05-06", "2019-05-20")
+    weeks = read(Dataset("tBTCUSD", "1W", store.path("tBTCUSD", "1W"))).column("timestamp").to_pylist()
+    assert weeks[0] == datetime(2019, 4, 1, tzinfo=UTC) and weeks[-1] == datetime(2019, 5, 6, tzinfo=UTC)
+    months = read(Dataset("tBTCUSD", "1M", store.path("tBTCUSD", "1M"))).column("timestamp").to_pylist()
+    assert months == [datetime(2019, 4, 1, tzinfo=UTC), datetime(2019, 5, 1, tzinfo=UTC)]  # no partial June
+
+
+def test_the_source_range_of_a_local_build_covers_whole_buckets_but_not_the_future():
+    ms = lambda s: to_ms(datetime.fromisoformat(s).replace(tzinfo=UTC))  # noqa: E731
+    now = ms("2019-05-08T13:37")
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-08"), now) == (ms("2019-04-01"), now)
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-10"), now) == (ms("2019-04-01"), ms("2019-05-10"))
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-01"), now) == (ms("2019-04-01"), ms("2019-05-06"))
+    assert fetch.bucket_range("1M", ms("2019-01-15"), ms("2019-03-01"), now) == (ms("2019-01-01"), ms("2019-03-01"))
+    assert fetch.bucket_range("1M", ms("2019-01-15"), ms("2019-03-02"), now) == (ms("2019-01-01"), ms("2019-04-01"))
+    assert fetch.bucket_range("14D", ms("2019-04-03"), ms("2019-04-09"), now) == (ms("2019-03-25"), ms("2019-04-22"))
+    assert fetch.bucket_range("4h", ms("2019-04-03T05:00"), ms("2019-04-03T09:00"), now) == \
+        (ms("2019-04-03T04:00"), ms("2019-04-03T12:00"))

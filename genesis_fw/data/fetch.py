@@ -20,7 +20,8 @@ For each requested symbol and timeframe:
 Timeframes the exchange does not serve (``4h``) are fetched at the coarsest native timeframe that
 divides them (``1h``), stored as that dataset too, and resampled with ``sql/resample.sql``; the
 metadata's ``source`` says ``resampled:1h``. Weeks and months (``1W``, ``14D``, ``1M``) are built the
-same way from ``1D`` (:data:`BUILT_LOCALLY`).
+same way from ``1D`` (:data:`BUILT_LOCALLY`). The source of a timeframe built locally is fetched for
+whole buckets of it (:func:`bucket_range`), so the first week holds the whole week.
 
 Every dataset run and every retried or failed request is a line of
 ``<data_dir>/metadata/fetch_log.jsonl``. The request budget (``exchange.rate_limit`` per
@@ -50,7 +51,7 @@ from .._util import atomic_path, write_text_atomic
 from ..config import ExchangeConfig
 from ..errors import DataError, ExchangeError, GenesisError
 from .store import CandleStore, Dataset, conform, read, time_span
-from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, timeframe_ms, to_ms
+from .timeframes import check_symbol, check_timeframe, from_ms, is_finer, slot_start_ms, timeframe_ms, to_ms
 
 #: ``genesis-fw fetch --preset NAME``: symbols -> timeframes, and how many months back from now.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -108,6 +109,22 @@ def native_source(timeframe: str) -> str:
     if not finer:
         raise DataError(f"no exchange timeframe can be resampled to {timeframe}")
     return max(finer, key=timeframe_ms)
+
+
+def bucket_range(timeframe: str, start_ms: int, end_ms: int, now_ms: int) -> tuple[int, int]:
+    """The source range (UTC ms, half-open) a local build of ``timeframe`` needs for ``[start_ms, end_ms)``:
+    whole buckets of the timeframe's grid (:func:`~genesis_fw.data.timeframes.slot_start_ms`: Monday
+    weeks, calendar months, 14D slots from Monday 1970-01-05). ``start_ms`` is floored to its bucket's
+    start; ``end_ms`` is ceiled to the end of the bucket holding its last millisecond, but never past
+    ``now_ms`` (the current, still-open bucket is fetched up to now) and never below ``end_ms``."""
+    lo = int(slot_start_ms(start_ms, timeframe))
+    last = int(slot_start_ms(end_ms - 1, timeframe))
+    width = timeframe_ms(timeframe)
+    if width:
+        ceil = last + width
+    else:  # calendar month: the 1st of the next month
+        ceil = int(slot_start_ms(last + 32 * 86_400_000, timeframe))
+    return lo, max(end_ms, min(ceil, now_ms))
 
 
 def _subtract(ranges: list[tuple[int, int]], cut: tuple[int, int]) -> list[tuple[int, int]]:
@@ -395,6 +412,15 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
 
     current = ["", ""]
     start_ms, end_ms = to_ms(start), to_ms(end)
+    now_ms = to_ms(datetime.now(UTC))
+    # A timeframe built locally gets whole buckets: its source is fetched from the first bucket's start to
+    # the last bucket's end (the union over every timeframe built from it, and the source's own request).
+    built = {(s, t): bucket_range(t, start_ms, end_ms, now_ms) for s, t, src in plan if t != src}
+    source_range: dict[tuple[str, str], tuple[int, int]] = {}
+    for symbol, tf, source_tf in plan:
+        lo, hi = built.get((symbol, tf), (start_ms, end_ms))
+        a, b = source_range.get((symbol, source_tf), (lo, hi))
+        source_range[(symbol, source_tf)] = (min(a, lo), max(b, hi))
     results: list[FetchResult] = []
     failures: list[tuple[str, str, GenesisError]] = []
     done: dict[tuple[str, str], FetchResult | GenesisError] = {}
@@ -414,8 +440,9 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
             if (symbol, source_tf) not in done:
                 current[:] = [symbol, source_tf]
                 try:
-                    done[(symbol, source_tf)] = fetch_dataset(client, store, symbol, source_tf, start_ms, end_ms,
-                                                              log=log, progress=progress, counters=counters)
+                    done[(symbol, source_tf)] = fetch_dataset(client, store, symbol, source_tf,
+                                                              *source_range[(symbol, source_tf)], log=log,
+                                                              progress=progress, counters=counters)
                 except GenesisError as exc:  # this dataset failed; the others still run
                     done[(symbol, source_tf)] = exc
                     if (symbol, source_tf) in requested:
@@ -432,7 +459,7 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
                                                        f"{symbol} {source_tf} {why}")))
                 continue
             try:
-                success(_resample(store, symbol, tf, source_tf, log))
+                success(_resample(store, symbol, tf, source_tf, log, *built[(symbol, tf)]))
             except GenesisError as exc:
                 failures.append((symbol, tf, exc))
     if failures:
@@ -475,18 +502,45 @@ def window_path(store: CandleStore, base_url: str) -> Path:
     return store.metadata_dir / "rate_window" / f"{name}.json"
 
 
-def _resample(store: CandleStore, symbol: str, timeframe: str, source_tf: str, log: FetchLog) -> FetchResult:
+def _resample(store: CandleStore, symbol: str, timeframe: str, source_tf: str, log: FetchLog, lo_ms: int,
+              hi_ms: int) -> FetchResult:
+    """Build ``timeframe`` from the stored ``source_tf``: the buckets opening in ``[lo_ms, hi_ms)`` (whole
+    buckets, :func:`bucket_range`) replace those of the stored ``timeframe``; its other buckets stay."""
     from .datasets import publish
     from .store import resample
 
     t0 = time.monotonic()
-    table = resample(store.path(symbol, source_tf), timeframe)
+    table = resample(store.path(symbol, source_tf), timeframe, from_ms(lo_ms), from_ms(hi_ms))
+    kept = _stored_outside(store, symbol, timeframe, lo_ms, hi_ms)
+    if kept.num_rows:
+        table = _merge(kept, table)
     meta, new = publish(store, symbol, timeframe, table, source=f"resampled:{source_tf}")
     res = FetchResult(symbol, timeframe, f"resampled:{source_tf}", 0, 0, 0, meta.version, new, meta.num_candles,
                       time.monotonic() - t0)
     log.write({"event": "resample", "symbol": symbol, "timeframe": timeframe, "source": source_tf,
                "candles": meta.num_candles, "version": meta.version, "duration_s": round(res.duration_s, 3)})
     return res
+
+
+def _stored_outside(store: CandleStore, symbol: str, timeframe: str, lo_ms: int, hi_ms: int) -> pa.Table:
+    """The stored candles of a locally built dataset opening outside ``[lo_ms, hi_ms)``. A file off the
+    timeframe's grid (``1W`` from before weeks opened on Mondays) contributes nothing: it is rebuilt."""
+    from .store import check_alignment
+
+    path = store.path(symbol, timeframe)
+    if not path.is_file():
+        return _empty()
+    try:
+        table = conform(pq.read_table(path), where=str(path))
+    except (OSError, pa.ArrowException, DataError) as exc:
+        raise _damaged(path, symbol, timeframe, exc) from None
+    try:
+        check_alignment(table, timeframe, where=str(path))
+    except DataError:
+        return _empty()
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    keep = (ts < lo_ms) | (ts >= hi_ms)
+    return table.filter(pa.array(keep)) if not keep.all() else table
 
 
 def _check_writable(store: CandleStore) -> None:
