@@ -454,6 +454,9 @@ def test_cli_a_damaged_file_is_one_line_and_the_other_datasets_still_run(data_di
     assert "remove" in line, line
     assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
     assert current(CandleStore.open(data_dir), "tETHUSD", "1h").num_candles == 48
+    log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [(r["symbol"], r["status"]) for r in log if r.get("event") == "fetch"] == \
+        [("tBTCUSD", "failed"), ("tETHUSD", "ok")]
 
 
 def test_weeks_and_months_built_locally_hold_whole_buckets(data_dir):
@@ -500,3 +503,20 @@ def test_the_source_range_of_a_local_build_covers_whole_buckets_but_not_the_futu
     assert fetch.bucket_range("14D", ms("2019-04-03"), ms("2019-04-09"), now) == (ms("2019-03-25"), ms("2019-04-22"))
     assert fetch.bucket_range("4h", ms("2019-04-03T05:00"), ms("2019-04-03T09:00"), now) == \
         (ms("2019-04-03T04:00"), ms("2019-04-03T12:00"))
+
+
+def test_cli_a_staging_folder_that_cannot_be_written_is_one_line_and_logged(data_dir):
+    """A file where the staging folder of tBTCUSD 1h belongs: that dataset fails in one line, the other runs."""
+    blocked = data_dir / "metadata" / "staging" / "tBTCUSD_1h"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD,tETHUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: tBTCUSD 1h") and str(blocked) in line, line
+    assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
+    log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [(r["symbol"], r["status"]) for r in log if r.get("event") == "fetch"] == \
+        [("tBTCUSD", "failed"), ("tETHUSD", "ok")]

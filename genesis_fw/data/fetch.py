@@ -156,13 +156,18 @@ class _Staging:
                 self.covered = []  # an unreadable checkpoint only costs a re-download
 
     def add(self, page: pa.Table, lo: int, hi: int) -> None:
-        """Keep ``page`` (the candles in ``[lo, hi)``) and record the interval as covered."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if page.num_rows:
-            with atomic_path(self.dir / f"part-{lo:013d}-{hi:013d}.parquet") as tmp:
-                pq.write_table(page, tmp)
-        self.covered.append((lo, hi))
-        write_text_atomic(self.checkpoint, json.dumps({"covered": sorted(self.covered)}) + "\n")
+        """Keep ``page`` (the candles in ``[lo, hi)``) and record the interval as covered. A page that
+        cannot be written raises :class:`DataError` naming the staging folder."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if page.num_rows:
+                with atomic_path(self.dir / f"part-{lo:013d}-{hi:013d}.parquet") as tmp:
+                    pq.write_table(page, tmp)
+            self.covered.append((lo, hi))
+            write_text_atomic(self.checkpoint, json.dumps({"covered": sorted(self.covered)}) + "\n")
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot stage a page in {self.dir}: {_one_line(getattr(exc, 'strerror', None) or exc)}"
+                            f"; make that path a writable folder (or remove what is in its place)") from None
 
     def candles(self, lo: int | None = None, hi: int | None = None) -> pa.Table:
         """The staged candles with open time in ``[lo, hi)`` (ms; ``None``: unbounded). A page that
@@ -277,7 +282,20 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     counters = counters if counters is not None else {"retries": 0}
     retries_before = counters.get("retries", 0)
     # The stored span comes from the Parquet footer: a fetch with nothing missing reads no candles.
-    span = _stored_span(store, symbol, timeframe)
+    record = {"event": "fetch", "symbol": symbol, "timeframe": timeframe,
+              "range": [from_ms(start_ms).isoformat(), from_ms(end_ms).isoformat()]}
+    fetched = requests = 0
+
+    def failed(exc: BaseException, status: str = "failed") -> None:
+        log.write({**record, "status": status, "requests": requests, "candles": fetched,
+                   "retries": counters.get("retries", 0) - retries_before, "error": str(exc),
+                   "duration_s": round(time.monotonic() - t0, 3)})
+
+    try:
+        span = _stored_span(store, symbol, timeframe)
+    except DataError as exc:
+        failed(exc)
+        raise
     missing = [(start_ms, end_ms)]
     if span is not None:
         missing = _subtract(missing, (span[0], span[1] + max(width, 1)))
@@ -287,9 +305,6 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     label = f"{symbol} {timeframe}"
     slots = sum((b - a) // max(width, 60_000) for a, b in missing)
     bar = _Progress(label, slots, progress)
-    fetched = requests = 0
-    record = {"event": "fetch", "symbol": symbol, "timeframe": timeframe,
-              "range": [from_ms(start_ms).isoformat(), from_ms(end_ms).isoformat()]}
     try:
         for lo, hi in missing:
             cursor = lo
@@ -308,6 +323,10 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
                 fetched += page.num_rows
                 bar.page((nxt - cursor) // max(width, 60_000), fetched, requests, nxt)
                 cursor = nxt
+    except DataError as exc:  # the store side failed (a damaged or unwritable file): logged like an exchange failure
+        bar.close()
+        failed(exc)
+        raise
     except (ExchangeError, KeyboardInterrupt) as exc:
         bar.close()
         try:
@@ -315,9 +334,7 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
         except DataError:
             staged = _empty()
         upto = from_ms(staged.column("timestamp")[-1].value).isoformat() if staged.num_rows else None
-        log.write({**record, "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                   "requests": requests, "candles": fetched, "retries": counters.get("retries", 0) - retries_before,
-                   "error": str(exc), "duration_s": round(time.monotonic() - t0, 3)})
+        failed(exc, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         if isinstance(exc, KeyboardInterrupt):
             raise
         kept = (f"{staged.num_rows} candles up to {upto} are kept in {staging.dir}" if staged.num_rows
@@ -335,7 +352,11 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
     bar.close()
     # Only the requested range: pages an earlier, wider fetch staged outside it are dropped with the staging
     # folder, never published (the store must not hold candles around a stretch nobody fetched).
-    staged = staging.candles(start_ms, end_ms)
+    try:
+        staged = staging.candles(start_ms, end_ms)
+    except DataError as exc:
+        failed(exc)
+        raise
     if span is None and staged.num_rows == 0:
         staging.clear()
         log.write({**record, "status": "empty", "requests": requests, "candles": 0,
@@ -343,11 +364,15 @@ def fetch_dataset(client: Any, store: CandleStore, symbol: str, timeframe: str, 
                    "duration_s": round(time.monotonic() - t0, 3)})
         raise DataError(f"the exchange returned no {label} candles in [{from_ms(start_ms).isoformat()}, "
                         f"{from_ms(end_ms).isoformat()}): unknown symbol, or no trades in that range")
-    if staged.num_rows:
-        existing = _read_stored(store, symbol, timeframe) if span else _empty()
-        meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
-    else:  # nothing new: the stored dataset stays as it is
-        meta, new = _current_or_publish(store, symbol, timeframe), False
+    try:
+        if staged.num_rows:
+            existing = _read_stored(store, symbol, timeframe) if span else _empty()
+            meta, new = publish(store, symbol, timeframe, _merge(existing, staged), source="bitfinex")
+        else:  # nothing new: the stored dataset stays as it is
+            meta, new = _current_or_publish(store, symbol, timeframe), False
+    except GenesisError as exc:
+        failed(exc)
+        raise
     staging.clear()
     result = FetchResult(symbol, timeframe, "bitfinex", fetched, requests, counters.get("retries", 0) - retries_before,
                          meta.version, new, meta.num_candles, time.monotonic() - t0)
