@@ -520,3 +520,27 @@ def test_cli_a_staging_folder_that_cannot_be_written_is_one_line_and_logged(data
     log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
     assert [(r["symbol"], r["status"]) for r in log if r.get("event") == "fetch"] == \
         [("tBTCUSD", "failed"), ("tETHUSD", "ok")]
+
+
+def test_two_concurrent_fetches_of_the_same_dataset_end_with_one_version(data_dir):
+    """Two real processes fetch the same dataset into one store at the same time: the second waits for the
+    first, then finds nothing to do -- one version, the source's candles, no error."""
+    with BitfinexServer(latency_s=0.2) as server:
+        server.candles("tBTCUSD", "1m")
+        cmd = [sys.executable, "-m", "genesis_fw", "fetch", "--symbol", "tBTCUSD", "--timeframe", "1m,1W",
+               "--start", "2019-04-01", "--end", "2019-05-01", "--base-url", server.url, "--rate-limit", "6000",
+               "--quiet"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (_, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, err
+            assert "Traceback" not in err and "UNIQUE" not in err, err
+        store = CandleStore.open(data_dir)
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, MID))
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "genesis.db") as con:
+        rows = con.execute("SELECT timeframe, version FROM dataset_versions ORDER BY timeframe").fetchall()
+    assert rows == [("1D", 1), ("1W", 1), ("1m", 1)], rows  # 1D: the source of 1W
+    stdout = "".join(out for out, _ in outs)
+    assert stdout.count("tBTCUSD 1m: ") == 2 and stdout.count("unchanged (version 1)") == 2, stdout

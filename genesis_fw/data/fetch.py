@@ -233,6 +233,39 @@ def _merge(*tables: pa.Table) -> pa.Table:
     return conform(table.take(pa.array(order[keep])), where="merged candles")
 
 
+@contextlib.contextmanager
+def dataset_lock(store: CandleStore, symbol: str, timeframe: str, on_wait: Callable[[str], None] | None = None):
+    """Hold the store-wide lock of one dataset: ``fcntl.flock`` on
+    ``<data_dir>/metadata/locks/{symbol}_{timeframe}.lock``.
+
+    Fetches of the same dataset into one store (its staging folder, its next version number) take turns:
+    a second process waits here, saying so once through ``on_wait``, and then finds what the first one
+    fetched. The OS drops the lock when its process ends, ``kill -9`` included. Without ``fcntl`` or a
+    writable ``metadata/locks/`` nothing is locked (as before locks existed).
+    """
+    import os
+
+    try:
+        import fcntl
+
+        path = store.metadata_dir / "locks" / f"{symbol}_{timeframe}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(f"another fetch of {symbol} {timeframe} into {store.root} is running; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class FetchLog:
     """Appends JSON lines to ``<data_dir>/metadata/fetch_log.jsonl``."""
 
@@ -465,9 +498,10 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
             if (symbol, source_tf) not in done:
                 current[:] = [symbol, source_tf]
                 try:
-                    done[(symbol, source_tf)] = fetch_dataset(client, store, symbol, source_tf,
-                                                              *source_range[(symbol, source_tf)], log=log,
-                                                              progress=progress, counters=counters)
+                    with dataset_lock(store, symbol, source_tf, warn):
+                        done[(symbol, source_tf)] = fetch_dataset(client, store, symbol, source_tf,
+                                                                  *source_range[(symbol, source_tf)], log=log,
+                                                                  progress=progress, counters=counters)
                 except GenesisError as exc:  # this dataset failed; the others still run
                     done[(symbol, source_tf)] = exc
                     if (symbol, source_tf) in requested:
@@ -484,7 +518,9 @@ def run(store: CandleStore, datasets: dict[str, list[str]], start: datetime, end
                                                        f"{symbol} {source_tf} {why}")))
                 continue
             try:
-                success(_resample(store, symbol, tf, source_tf, log, *built[(symbol, tf)]))
+                with dataset_lock(store, symbol, tf, warn):
+                    res = _resample(store, symbol, tf, source_tf, log, *built[(symbol, tf)])
+                success(res)
             except GenesisError as exc:
                 failures.append((symbol, tf, exc))
     if failures:
