@@ -1,5 +1,6 @@
-"""Candle sanity: NaN/inf, non-positive prices, negative volume and inconsistent high/low never enter
-the store, and a backtest reports (or, with --strict-data, refuses) the ones already there.
+"""Candle sanity: NaN/inf, non-positive prices, negative volume and high below low never enter the store
+(fetch refuses them page by page); open or close outside [low, high] is stored, and a backtest reports
+(or, with --strict-data, refuses) inconsistent candles in its range.
 
 The candles are the real two-day tBTCUSD file with a few rows spoiled on purpose.
 """
