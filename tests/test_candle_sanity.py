@@ -1,5 +1,6 @@
-"""Candle sanity: NaN/inf, non-positive prices, negative volume and inconsistent high/low never enter
-the store, and a backtest reports (or, with --strict-data, refuses) the ones already there.
+"""Candle sanity: NaN/inf, non-positive prices, negative volume and high below low never enter the store
+(fetch refuses them page by page); open or close outside [low, high] is stored, and a backtest reports
+(or, with --strict-data, refuses) inconsistent candles in its range.
 
 The candles are the real two-day tBTCUSD file with a few rows spoiled on purpose.
 """
@@ -72,7 +73,7 @@ def test_candle_problems_counts_each_rule_once_per_row():
     assert clean.unusable == clean.inconsistent == 0 and clean.counts == dict.fromkeys(clean.counts, 0)
 
 
-def test_store_write_refuses_unusable_and_inconsistent_candles(data_dir):
+def test_store_write_refuses_candles_that_break_a_hard_rule(data_dir):
     """Every path into the store (import, resample, fetch: datasets.publish -> CandleStore.write) is checked."""
     store = CandleStore.open(data_dir)
     for change in ({"close": math.nan}, {"volume": -0.5}, {"high": 1.0, "low": 2.0}):
@@ -81,6 +82,18 @@ def test_store_write_refuses_unusable_and_inconsistent_candles(data_dir):
         assert not store.has("tBTCUSD", "1m")
     with pytest.raises(DataError, match="no candles"):
         check_candles(pq.read_table(BTC_2D).slice(0, 0), where="x", allow_empty=False)
+
+
+def test_store_write_keeps_open_or_close_outside_high_low(data_dir):
+    """Real exchanges occasionally send such candles: the store keeps them (backtest notes them)."""
+    t = pq.read_table(BTC_2D)
+    high, low = t.column("high")[42].as_py(), t.column("low")[43].as_py()
+    store = CandleStore.open(data_dir)
+    soft = _spoil({42: {"open": high + 5.0}, 43: {"close": low - 5.0}})
+    store.write("tBTCUSD", "1m", soft)
+    assert pq.read_table(store.path("tBTCUSD", "1m")).to_pydict() == soft.to_pydict()
+    found = candle_problems(soft)
+    assert found.counts["high_low_not_bracketing"] == 2 and found.inconsistent == 2
 
 
 @pytest.mark.parametrize(("change", "what"), [
@@ -102,16 +115,24 @@ def test_import_refuses_bad_candles_in_one_line(data_dir, tmp_path, change, what
     assert not (data_dir / "genesis.db").exists()
 
 
-def test_import_refuses_a_candle_whose_range_misses_its_close(data_dir, tmp_path):
-    """high/low must bracket open and close: a close above the high is an inconsistent candle."""
+def test_import_stores_a_candle_whose_range_misses_its_close_and_validate_reports_it(data_dir, tmp_path):
+    """high/low not bracketing open/close is a soft inconsistency: stored, noted by backtest, reported by validate."""
     t = pq.read_table(BTC_2D)
     high = t.column("high")[7].as_py()
-    bad = tmp_path / "bad.csv"
+    src = tmp_path / "soft.csv"
     import pyarrow.csv as pacsv
 
-    pacsv.write_csv(_spoil({7: {"close": high + 1.0}}), bad)
-    line = _one_error(run_cli("import", str(bad), "--symbol", "tBTCUSD", "--timeframe", "1m"))
-    assert "1 candle(s)" in line and "not bracketing open/close" in line and _time(7) in line, line
+    pacsv.write_csv(_spoil({7: {"close": high + 1.0}}), src)
+    proc = run_cli("import", str(src), "--symbol", "tBTCUSD", "--timeframe", "1m")
+    assert proc.returncode == 0, proc.stderr
+    assert CandleStore.open(data_dir).has("tBTCUSD", "1m")
+    bt = run_cli("backtest", "--no-report", "--output", str(tmp_path / "bt.html"))
+    assert bt.returncode == 0, bt.stderr
+    (note,) = [ln for ln in bt.stderr.splitlines() if "inconsistent" in ln]
+    assert "1 inconsistent candle(s)" in note and "not bracketing open/close (1)" in note and _time(7) in note
+    report = run_cli("validate", "--symbol", "tBTCUSD", "--timeframe", "1m", "--format", "json",
+                     "--report-dir", str(tmp_path / "q"))
+    assert json.loads(report.stdout)["counts"]["ohlc"] == 1, report.stdout + report.stderr
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -205,15 +226,79 @@ def test_the_range_checked_is_the_range_loaded(data_dir, tmp_path):
     assert np.isfinite(equity).all()
 
 
-def test_fetch_refuses_candles_the_exchange_got_wrong(data_dir, tmp_path):
-    """fetch publishes through the same gate: a negative volume from the exchange stores nothing."""
+SAMPLE = CandleStore.sample().path("tBTCUSD", "1m")
+
+
+def _row_at(when: str, source: Path = SAMPLE) -> int:
+    ts = pq.read_table(source, columns=["timestamp"]).column("timestamp").cast(pa.int64()).to_numpy()
+    return int(np.searchsorted(ts, int(np.datetime64(when, "ms").astype(np.int64))))
+
+
+def _fetch_cli(server, tmp_path: Path, start: str, end: str):
+    """``genesis-fw fetch`` of tBTCUSD 1m from the local server; 2 attempts per request (1 s of backoff)."""
+    config = tmp_path / "exchange.json"
+    config.write_text(json.dumps({"exchange": {"base_url": server.url, "rate_limit": 6000, "max_attempts": 2}}))
+    return run_cli("fetch", "--config", str(config), "--symbol", "tBTCUSD", "--timeframe", "1m", "--start", start,
+                   "--end", end, "--quiet")
+
+
+@pytest.mark.parametrize(("change", "what"), [({"volume": -2.0}, "negative volume"),
+                                              ({"high": 1.0}, "high below low")])
+def test_fetch_fails_at_the_page_with_a_bad_candle_logs_it_and_a_narrower_range_succeeds(
+        data_dir, tmp_path, change, what):
+    """The exchange client refuses a page holding a candle the store would refuse (retried, then the dataset
+    fails in one line naming the candle); pages after it are never asked for, the failure is in the fetch
+    log, and a rerun over a range that ends before the bad candle publishes exactly that range."""
     from bitfinex_server import BitfinexServer
 
+    from genesis_fw.data.store import Dataset, read
+
+    bad = _row_at("2019-04-20T10:00")  # in the third page of 10,000 minutes
     source = tmp_path / "served.parquet"
-    pq.write_table(_spoil({300: {"volume": -2.0}}), source)
+    pq.write_table(_spoil({bad: change}, SAMPLE), source)
+    bad_time = _time(bad, SAMPLE)
+    bad_ms = pq.read_table(source).column("timestamp").cast(pa.int64())[bad].as_py()
     with BitfinexServer({"tBTCUSD": source}) as server:
-        proc = run_cli("fetch", "--symbol", "tBTCUSD", "--timeframe", "1m", "--start", "2019-04-01", "--end",
-                       "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "1 candle(s) with negative volume (1)" in proc.stderr and _time(300) in proc.stderr, proc.stderr
-    assert not CandleStore.open(data_dir).has("tBTCUSD", "1m")
+        line = _one_error(_fetch_cli(server, tmp_path, "2019-04-01", "2019-05-01"))
+        starts = [int(e.query.split("start=")[1].split("&")[0]) for e in server.log]
+        assert "tBTCUSD 1m" in line and bad_time in line and what in line, line
+        assert max(starts) <= bad_ms, "no page after the bad one was asked for"
+        assert sum(s == max(starts) for s in starts) == 2, "the bad page was retried once (2 attempts)"
+        assert not CandleStore.open(data_dir).has("tBTCUSD", "1m")
+        log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+        (failed,) = [r for r in log if r.get("event") == "fetch" and r.get("status") == "failed"]
+        assert bad_time in failed["error"] and what in failed["error"]
+
+        proc = _fetch_cli(server, tmp_path, "2019-04-01", "2019-04-15")
+        assert proc.returncode == 0, proc.stderr
+    store = CandleStore.open(data_dir)
+    got = read(Dataset("tBTCUSD", "1m", store.path("tBTCUSD", "1m")))
+    want = read(Dataset("tBTCUSD", "1m", source), from_ms(_time_ms("2019-04-01")), from_ms(_time_ms("2019-04-15")))
+    assert got.equals(want)
+    assert not (data_dir / "metadata" / "staging" / "tBTCUSD_1m").exists()
+
+
+def _time_ms(when: str) -> int:
+    return int(np.datetime64(when, "ms").astype(np.int64))
+
+
+def test_fetch_stores_a_candle_with_open_above_high_and_backtest_notes_it(data_dir, tmp_path):
+    from bitfinex_server import BitfinexServer
+
+    row = _row_at("2019-04-02T07:00")
+    high = pq.read_table(SAMPLE).column("high")[row].as_py()
+    source = tmp_path / "served.parquet"
+    pq.write_table(_spoil({row: {"open": high + 3.0}}, SAMPLE), source)
+    with BitfinexServer({"tBTCUSD": source}) as server:
+        proc = _fetch_cli(server, tmp_path, "2019-04-01", "2019-04-03")
+    assert proc.returncode == 0, proc.stderr
+    stored = pq.read_table(CandleStore.open(data_dir).path("tBTCUSD", "1m"))
+    ts = stored.column("timestamp").cast(pa.int64()).to_numpy()
+    i = int(np.searchsorted(ts, _time_ms("2019-04-02T07:00")))
+    assert stored.column("open")[i].as_py() == high + 3.0
+    bt = run_cli("backtest", "--no-report", "--output", str(tmp_path / "bt.html"))
+    assert bt.returncode == 0, bt.stderr
+    (note,) = [ln for ln in bt.stderr.splitlines() if "inconsistent" in ln]
+    assert "1 inconsistent candle(s)" in note and _time(row, SAMPLE) in note, note
+    strict = _one_error(run_cli("backtest", "--no-report", "--strict-data", "--output", str(tmp_path / "s.html")))
+    assert "1 inconsistent candle(s)" in strict

@@ -25,7 +25,7 @@ from genesis_fw.data import fetch
 from genesis_fw.data.datasets import current
 from genesis_fw.data.exchange import RequestRefused
 from genesis_fw.data.store import CandleStore, Dataset, read, resample
-from genesis_fw.data.timeframes import to_ms
+from genesis_fw.data.timeframes import from_ms, to_ms
 from genesis_fw.errors import DataError, ExchangeError
 
 START = datetime(2019, 4, 1, tzinfo=UTC)
@@ -182,15 +182,17 @@ def test_weeks_and_months_are_built_from_1d_on_monday_weeks(data_dir):
     assert [(r.timeframe, r.source) for r in results] == [("1W", "resampled:1D"), ("14D", "resampled:1D"),
                                                           ("1M", "resampled:1D")]
     daily = store.path("tBTCUSD", "1D")
-    minutes = read(Dataset("tBTCUSD", "1m", CandleStore.sample().path("tBTCUSD", "1m")), START, END)
-    df = minutes.to_pandas().set_index("timestamp")
-    df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
     for tf, rule, kw in [("1W", "W-MON", {"label": "left", "closed": "left"}),
                          ("14D", "14D", {"origin": pd.Timestamp("1970-01-05")}),
                          ("1M", "MS", {})]:
+        # whole buckets: 1W through Sunday 06-02, 14D through 06-02 (slot of 05-20), 1M through 05-31
+        lo, hi = (from_ms(t) for t in fetch.bucket_range(tf, to_ms(START), to_ms(END), to_ms(datetime.now(UTC))))
+        minutes = read(Dataset("tBTCUSD", "1m", CandleStore.sample().path("tBTCUSD", "1m")), lo, hi)
+        df = minutes.to_pandas().set_index("timestamp")
+        df.index = df.index.tz_convert(None)  # naive UTC: pandas honours ``origin`` for day widths only there
         got = read(Dataset("tBTCUSD", tf, store.path("tBTCUSD", tf)))
         assert current(store, "tBTCUSD", tf).source == "resampled:1D"
-        assert got.equals(resample(daily, tf))
+        assert got.equals(resample(daily, tf, lo, hi))
         ref = df.resample(rule, **kw).agg({"open": "first", "high": "max", "low": "min", "close": "last",
                                            "volume": "sum"})
         ts = got.column("timestamp").cast("int64").to_numpy()
@@ -411,3 +413,134 @@ def test_preset_phase3_is_the_documented_collection():
     datasets, start, end = fetch.preset_range("phase3", now=datetime(2024, 10, 1, 12, 30, 15, tzinfo=UTC))
     assert datasets == {"tBTCUSD": ["1m", "5m", "15m", "1h", "4h"], "tETHUSD": ["1m", "5m", "1h"]}
     assert (start, end) == (datetime(2024, 4, 1, 12, 30, tzinfo=UTC), datetime(2024, 10, 1, 12, 30, tzinfo=UTC))
+
+
+def test_a_narrower_rerun_publishes_only_its_own_range(data_dir):
+    """Pages staged by an interrupted wider fetch never land outside the range a later run asks for."""
+    store = CandleStore.open(data_dir)
+    with BitfinexServer() as server:
+        server.inject(None, None, "503", "503", "503")  # two pages (about 14 days) staged, then the exchange is down
+        with pytest.raises(fetch.FetchFailed):
+            fetch.run(store, {"tBTCUSD": ["1m"]}, START, END, exchange=fast_exchange(server, max_attempts=3))
+        assert len(list((data_dir / "metadata" / "staging" / "tBTCUSD_1m").glob("part-*.parquet"))) == 2
+        narrow = datetime(2019, 4, 4, tzinfo=UTC)
+        fetch.run(store, {"tBTCUSD": ["1m"]}, START, narrow, exchange=fast_exchange(server))
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, narrow))
+    assert not (data_dir / "metadata" / "staging" / "tBTCUSD_1m").exists()
+
+
+def _damage(path, source=None) -> None:
+    """The first 100 bytes of a real Parquet file: what a full disk or a cut copy leaves."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((source or CandleStore.sample().path("tBTCUSD", "1m")).read_bytes()[:100])
+
+
+@pytest.mark.parametrize("where", ["stored", "staged"])
+def test_cli_a_damaged_file_is_one_line_and_the_other_datasets_still_run(data_dir, where):
+    if where == "stored":
+        bad = data_dir / "candles" / "tBTCUSD_1h.parquet"
+    else:  # a staged page of an interrupted fetch, its interval recorded in the checkpoint
+        staging = data_dir / "metadata" / "staging" / "tBTCUSD_1h"
+        bad = staging / f"part-{to_ms(START):013d}-{to_ms(START) + 86_400_000:013d}.parquet"
+        staging.mkdir(parents=True)
+        (staging / "checkpoint.json").write_text(json.dumps({"covered": [[to_ms(START), to_ms(START) + 86_400_000]]}))
+    _damage(bad)
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD,tETHUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: tBTCUSD 1h") and str(bad) in line and "damaged" in line, line
+    assert "remove" in line, line
+    assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
+    assert current(CandleStore.open(data_dir), "tETHUSD", "1h").num_candles == 48
+    log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [(r["symbol"], r["status"]) for r in log if r.get("event") == "fetch"] == \
+        [("tBTCUSD", "failed"), ("tETHUSD", "ok")]
+
+
+def test_weeks_and_months_built_locally_hold_whole_buckets(data_dir):
+    """A range starting on a Wednesday and ending on a Friday: 1D is fetched from the Monday (the 1st of the
+    month, the 14D slot) to the end of the last bucket, so the first and last buckets hold whole weeks."""
+    store = CandleStore.open(data_dir)
+    start, end = datetime(2019, 4, 3, tzinfo=UTC), datetime(2019, 5, 10, tzinfo=UTC)
+    with BitfinexServer() as server:
+        fetch.run(store, {"tBTCUSD": ["1W", "14D", "1M"]}, start, end, exchange=fast_exchange(server))
+        mts, values = server.candles("tBTCUSD", "1D")  # wire order OPEN, CLOSE, HIGH, LOW, VOLUME
+
+    def day(when: str) -> int:
+        return int(np.searchsorted(mts, to_ms(datetime.fromisoformat(when).replace(tzinfo=UTC))))
+
+    def check(tf: str, bucket: str, first_day: str, end_day: str) -> None:
+        table = read(Dataset("tBTCUSD", tf, store.path("tBTCUSD", tf)))
+        ts = table.column("timestamp").cast("int64").to_numpy()
+        i = int(np.flatnonzero(ts == to_ms(datetime.fromisoformat(bucket).replace(tzinfo=UTC)))[0])
+        a, b = day(first_day), day(end_day)
+        assert table.column("open")[i].as_py() == values[a, 0], (tf, bucket)
+        assert table.column("close")[i].as_py() == values[b - 1, 1], (tf, bucket)
+        assert table.column("high")[i].as_py() == values[a:b, 2].max(), (tf, bucket)
+        assert table.column("volume")[i].as_py() == pytest.approx(values[a:b, 4].sum(), rel=1e-12), (tf, bucket)
+
+    check("1W", "2019-04-01", "2019-04-01", "2019-04-08")  # Monday before the Wednesday start: the whole week
+    check("1W", "2019-05-06", "2019-05-06", "2019-05-13")  # the week of the Friday end: all 7 days
+    check("1M", "2019-04-01", "2019-04-01", "2019-05-01")
+    check("1M", "2019-05-01", "2019-05-01", "2019-06-01")
+    check("14D", "2019-05-06", "2019-05-06", "2019-05-20")
+    weeks = read(Dataset("tBTCUSD", "1W", store.path("tBTCUSD", "1W"))).column("timestamp").to_pylist()
+    assert weeks[0] == datetime(2019, 4, 1, tzinfo=UTC) and weeks[-1] == datetime(2019, 5, 6, tzinfo=UTC)
+    months = read(Dataset("tBTCUSD", "1M", store.path("tBTCUSD", "1M"))).column("timestamp").to_pylist()
+    assert months == [datetime(2019, 4, 1, tzinfo=UTC), datetime(2019, 5, 1, tzinfo=UTC)]  # no partial June
+
+
+def test_the_source_range_of_a_local_build_covers_whole_buckets_but_not_the_future():
+    ms = lambda s: to_ms(datetime.fromisoformat(s).replace(tzinfo=UTC))  # noqa: E731
+    now = ms("2019-05-08T13:37")
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-08"), now) == (ms("2019-04-01"), now)
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-10"), now) == (ms("2019-04-01"), ms("2019-05-10"))
+    assert fetch.bucket_range("1W", ms("2019-04-03"), ms("2019-05-01"), now) == (ms("2019-04-01"), ms("2019-05-06"))
+    assert fetch.bucket_range("1M", ms("2019-01-15"), ms("2019-03-01"), now) == (ms("2019-01-01"), ms("2019-03-01"))
+    assert fetch.bucket_range("1M", ms("2019-01-15"), ms("2019-03-02"), now) == (ms("2019-01-01"), ms("2019-04-01"))
+    assert fetch.bucket_range("14D", ms("2019-04-03"), ms("2019-04-09"), now) == (ms("2019-03-25"), ms("2019-04-22"))
+    assert fetch.bucket_range("4h", ms("2019-04-03T05:00"), ms("2019-04-03T09:00"), now) == \
+        (ms("2019-04-03T04:00"), ms("2019-04-03T12:00"))
+
+
+def test_cli_a_staging_folder_that_cannot_be_written_is_one_line_and_logged(data_dir):
+    """A file where the staging folder of tBTCUSD 1h belongs: that dataset fails in one line, the other runs."""
+    blocked = data_dir / "metadata" / "staging" / "tBTCUSD_1h"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    with BitfinexServer() as server:
+        proc = run_cli("fetch", "--symbol", "tBTCUSD,tETHUSD", "--timeframe", "1h", "--start", "2019-04-01",
+                       "--end", "2019-04-03", "--base-url", server.url, "--rate-limit", "6000", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: tBTCUSD 1h") and str(blocked) in line, line
+    assert "tETHUSD 1h: 48 candles, version 1" in proc.stdout
+    log = [json.loads(x) for x in (data_dir / "metadata" / "fetch_log.jsonl").read_text().splitlines()]
+    assert [(r["symbol"], r["status"]) for r in log if r.get("event") == "fetch"] == \
+        [("tBTCUSD", "failed"), ("tETHUSD", "ok")]
+
+
+def test_two_concurrent_fetches_of_the_same_dataset_end_with_one_version(data_dir):
+    """Two real processes fetch the same dataset into one store at the same time: the second waits for the
+    first, then finds nothing to do -- one version, the source's candles, no error."""
+    with BitfinexServer(latency_s=0.2) as server:
+        server.candles("tBTCUSD", "1m")
+        cmd = [sys.executable, "-m", "genesis_fw", "fetch", "--symbol", "tBTCUSD", "--timeframe", "1m,1W",
+               "--start", "2019-04-01", "--end", "2019-05-01", "--base-url", server.url, "--rate-limit", "6000",
+               "--quiet"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (_, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, err
+            assert "Traceback" not in err and "UNIQUE" not in err, err
+        store = CandleStore.open(data_dir)
+        assert np.array_equal(stored(store, "tBTCUSD", "1m"), expected(server, "tBTCUSD", "1m", START, MID))
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "genesis.db") as con:
+        rows = con.execute("SELECT timeframe, version FROM dataset_versions ORDER BY timeframe").fetchall()
+    assert rows == [("1D", 1), ("1W", 1), ("1m", 1)], rows  # 1D: the source of 1W
+    stdout = "".join(out for out, _ in outs)
+    assert stdout.count("tBTCUSD 1m: ") == 2 and stdout.count("unchanged (version 1)") == 2, stdout

@@ -12,7 +12,8 @@ Failures are sorted by one table, :data:`CLASSIFICATION` (documented in ``docs/D
   codes 10000 (ERR_UNK), 11000 (ERR_READY, "not ready"), 11010 (ERR_RATE_LIMIT) and 20060
   (maintenance) whatever the HTTP status, timeouts, connection errors and resets, and any 2xx answer
   that is not a valid page (not JSON, not a list of 6-number rows, rows unsorted or duplicated,
-  outside the requested range, more rows than ``limit``);
+  outside the requested range, more rows than ``limit``, or a candle the store refuses: NaN/inf, a
+  price <= 0, negative volume, high below low -- :func:`~genesis_fw.data.store.refused_candles`);
 * final (:class:`RequestRefused`, an ExchangeError, raised at once): errors about the request --
   10020 (ERR_PARAMS: symbol, timeframe or limit invalid), 10001 (ERR_GENERIC, e.g. "symbol: invalid"),
   other 4xx, and redirects.
@@ -20,7 +21,8 @@ Failures are sorted by one table, :data:`CLASSIFICATION` (documented in ``docs/D
 Bitfinex answers most errors with HTTP 500 and a ``["error", code, message]`` body, so a listed error
 code decides before the HTTP status; a code the table does not list is judged by the status. When the
 attempts are used up the last failure is raised as a plain ExchangeError with a one-line message saying
-how many attempts were made over how many seconds. A page is returned only when it is completely valid;
+how many attempts were made over how many seconds (:class:`BadCandles` when the last answer held a
+candle the store refuses, naming its open time and the rule). A page is returned only when it is completely valid;
 nothing partial leaks out.
 """
 
@@ -40,7 +42,7 @@ import pyarrow as pa
 
 from ..errors import DataError, ExchangeError, TemporaryExchangeError
 from .ratelimit import RateLimiter
-from .store import SCHEMA, conform
+from .store import SCHEMA, conform, refused_candles
 from .timeframes import check_symbol, from_ms
 
 #: Timeframes the exchange serves itself (``4h`` is not one of them: resample it from ``1h``).
@@ -116,6 +118,16 @@ class _Failure(TemporaryExchangeError):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+
+
+class _BadCandles(_Failure):
+    """A page holding a candle the store refuses (:func:`~genesis_fw.data.store.refused_candles`)."""
+
+
+class BadCandles(ExchangeError):
+    """The exchange kept sending a candle the store refuses (NaN/inf, price <= 0, negative volume, high below
+    low) for the same request until the attempts ran out. The message names the candle's open time and the
+    rule; a range that excludes the candle can still be fetched."""
 
 
 class RequestRefused(ExchangeError):
@@ -235,7 +247,8 @@ class BitfinexClient:
                     self._emit(event="failed", reason=exc.reason, attempt=attempt, delay_s=None, url=url,
                                status=exc.status)
                     took = self._clock() - t0
-                    raise ExchangeError(f"Bitfinex GET {url} failed after {attempt} attempt{'s' * (attempt > 1)} "
+                    kind = BadCandles if isinstance(exc, _BadCandles) else ExchangeError
+                    raise kind(f"Bitfinex GET {url} failed after {attempt} attempt{'s' * (attempt > 1)} "
                                         f"over {took:.1f} s: {exc.reason}") from None
                 delay = policy.delay(attempt, self._rng)
                 if exc.retry_after is not None:
@@ -268,6 +281,8 @@ class BitfinexClient:
             _verdict("HTTP 2xx", f"{reason_phrase} with a body that is not JSON: {_snippet(text)}", status)
         try:
             return parse(body)
+        except _BadCandles as exc:
+            raise _BadCandles(exc.reason, status) from None
         except _Failure as exc:  # not a valid page
             _verdict("HTTP 2xx", exc.reason, status)
 
@@ -358,7 +373,11 @@ def _parse_page(body: Any, start_ms: int, end_ms: int, limit: int) -> pa.Table:
     # wire order: MTS, OPEN, CLOSE, HIGH, LOW, VOLUME
     table = pa.table({"timestamp": pa.array(mts, pa.int64()), "open": values[:, 0], "high": values[:, 2],
                       "low": values[:, 3], "close": values[:, 1], "volume": values[:, 4]})
-    return conform(table, where="Bitfinex page")
+    table = conform(table, where="Bitfinex page")
+    bad, first, rules = refused_candles(table)
+    if bad:  # the store would refuse the whole dataset at publish time: refuse the page now, while it can be retried
+        raise _BadCandles(f"{bad} candle(s) with {rules}, first at {_iso(first)}; such candles are never stored")
+    return table
 
 
 def _iso(ms: int) -> str:

@@ -34,7 +34,7 @@ def read_candle_file(source: Path) -> pa.Table:
     """A Parquet or CSV file of candles, conformed to the store schema and checked.
 
     Refused with :class:`DataError`: an empty file, and candles :func:`~genesis_fw.data.store.check_candles`
-    flags (NaN/inf, price <= 0, negative volume, high/low not bracketing open/close).
+    flags (NaN/inf, price <= 0, negative volume, high below low); open or close outside [low, high] is kept.
     """
     if not source.is_file():
         raise DataError(f"no such file: {source}")

@@ -136,6 +136,11 @@ PROBLEM_LABELS: dict[str, str] = {
 }
 #: Rules that make a candle impossible to trade or measure.
 UNUSABLE = ("non_finite", "non_positive_price")
+#: Rules the store refuses on every write (:func:`check_candles`): the unusable ones plus values no
+#: trade can produce. A candle breaking only ``high_low_not_bracketing`` (open or close outside
+#: [low, high], which real exchanges occasionally send) is stored; ``backtest`` notes it and
+#: ``validate`` reports it.
+REFUSED = (*UNUSABLE, "negative_volume", "high_below_low")
 
 
 @attrs.frozen
@@ -157,14 +162,8 @@ class CandleProblems:
                          if n and (rules is None or k in rules))
 
 
-def candle_problems(candles) -> CandleProblems:
-    """Check candles for values no real candle has; vectorised NumPy, a few ms per million rows.
-
-    ``candles`` is a table with the store's columns or any object with ``timestamp``, ``open``, ...
-    arrays (e.g. :class:`genesis_fw.strategy.Bars`). Rules: every price and the volume finite; every
-    price > 0; volume >= 0; ``high >= low``; ``high >= max(open, close)`` and ``low <= min(open, close)``
-    (exact comparisons: Bitfinex candles and resampled ones satisfy them exactly).
-    """
+def _rule_flags(candles) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Open times (ms) and, per rule of :data:`PROBLEM_LABELS`, a mask of the rows breaking it."""
     if isinstance(candles, pa.Table):
         ts, o, h, lo, c, v = (np.asarray(candles.column(n).cast(pa.int64()) if n == "timestamp"
                                          else candles.column(n)) for n in COLUMNS)
@@ -178,6 +177,18 @@ def candle_problems(candles) -> CandleProblems:
             "high_below_low": h < lo,
             "high_low_not_bracketing": (h < np.maximum(o, c)) | (lo > np.minimum(o, c)),
         }
+    return ts, flags
+
+
+def candle_problems(candles) -> CandleProblems:
+    """Check candles for values no real candle has; vectorised NumPy, a few ms per million rows.
+
+    ``candles`` is a table with the store's columns or any object with ``timestamp``, ``open``, ...
+    arrays (e.g. :class:`genesis_fw.strategy.Bars`). Rules: every price and the volume finite; every
+    price > 0; volume >= 0; ``high >= low``; ``high >= max(open, close)`` and ``low <= min(open, close)``
+    (exact comparisons: Bitfinex candles and resampled ones satisfy them exactly).
+    """
+    ts, flags = _rule_flags(candles)
     unusable = flags["non_finite"] | flags["non_positive_price"]
     inconsistent = ~unusable & (flags["negative_volume"] | flags["high_below_low"] | flags["high_low_not_bracketing"])
 
@@ -188,18 +199,32 @@ def candle_problems(candles) -> CandleProblems:
                           int(np.count_nonzero(inconsistent)), first(unusable), first(inconsistent))
 
 
+def refused_candles(candles) -> tuple[int, int | None, str]:
+    """``(count, first_open_ms, rules)`` of the candles :func:`check_candles` refuses (:data:`REFUSED`):
+    how many rows break a hard rule, the open time (UTC ms) of the first one (``None`` when none does),
+    and the rules broken with their counts, e.g. ``"negative volume (1)"``. ``candles``: as for
+    :func:`candle_problems`."""
+    ts, flags = _rule_flags(candles)
+    flags = {k: m for k, m in flags.items() if k in REFUSED}
+    bad = np.logical_or.reduce(list(flags.values()))
+    if not bad.any():
+        return 0, None, ""
+    rules = ", ".join(f"{PROBLEM_LABELS[k]} ({n})" for k, m in flags.items() if (n := int(np.count_nonzero(m))))
+    return int(np.count_nonzero(bad)), int(ts[int(np.argmax(bad))]), rules
+
+
 def check_candles(table: pa.Table, *, where: str, allow_empty: bool = True) -> None:
-    """Raise :class:`DataError` if ``table`` (store schema) holds a candle :func:`candle_problems` flags,
-    or holds no candle at all when not ``allow_empty``. The one gate of every write into the store."""
+    """Raise :class:`DataError` if ``table`` (store schema) holds a candle breaking a rule of
+    :data:`REFUSED` (NaN/inf, a price <= 0, negative volume, high below low), or holds no candle at all
+    when not ``allow_empty``. The one gate of every write into the store; open or close outside
+    [low, high] passes (see :data:`REFUSED`)."""
     if table.num_rows == 0:
         if not allow_empty:
             raise DataError(f"{where}: no candles")
         return
-    found = candle_problems(table)
-    bad = found.unusable + found.inconsistent
+    bad, first, rules = refused_candles(table)
     if bad:
-        first = min(t for t in (found.first_unusable, found.first_inconsistent) if t is not None)
-        raise DataError(f"{where}: {bad} candle(s) with {found.describe()}, first at {from_ms(first).isoformat()}; "
+        raise DataError(f"{where}: {bad} candle(s) with {rules}, first at {from_ms(first).isoformat()}; "
                         "such candles are never stored")
 
 
@@ -345,8 +370,8 @@ class CandleStore:
         """Replace the dataset's file with ``table`` atomically; return the path.
 
         The table is conformed first (:func:`conform`) and refused when misaligned or when
-        :func:`check_candles` flags a candle (NaN/inf, price <= 0, negative volume, high/low
-        inconsistent). The new file is written beside the old one and
+        :func:`check_candles` flags a candle (NaN/inf, price <= 0, negative volume, high below low).
+        The new file is written beside the old one and
         renamed over it only once complete, so a crash mid-write leaves the previous file intact.
         """
         if self.read_only:
