@@ -4,6 +4,7 @@ strategy plugins that raise. Real processes, real files, a real SQLite catalog."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -219,17 +220,27 @@ def locked_dir(tmp_path: Path):
     """A folder nobody can create files in: mode 0555, and for root (who ignores modes) immutable."""
     d = tmp_path / "locked"
     d.mkdir()
-    d.chmod(0o555)
+    with _unwritable(d, 0o555, 0o755):
+        yield d
+
+
+@contextlib.contextmanager
+def _unwritable(path: Path, mode: int, restore: int):
+    """``path`` made unwritable for the test: ``mode``, and for root (who ignores modes) ``chattr +i``;
+    the test is skipped where neither works. Restored to ``restore`` afterwards."""
+    path.chmod(mode)
     immutable = False
-    if os.access(d, os.W_OK):  # root
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)]).returncode != 0:
-            d.chmod(0o755)
-            pytest.skip("cannot make a folder unwritable here")
+    if os.access(path, os.W_OK):  # root
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+            path.chmod(restore)
+            pytest.skip(f"cannot make {path.name} unwritable here")
         immutable = True
-    yield d
-    if immutable:
-        subprocess.run(["chattr", "-i", str(d)], check=True)
-    d.chmod(0o755)
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(restore)
 
 
 @pytest.mark.parametrize("command", [["backtest", "--no-report"], ["sql", "SELECT 1 AS a", "--format", "csv"],
@@ -399,17 +410,8 @@ def frozen_catalog(btc_store: Path, tmp_path: Path):
     """The store's catalog (holding one run) alone made unwritable: 0444, and for root immutable."""
     assert run_cli("backtest", "--no-report", "--output", str(tmp_path / "first.html")).returncode == 0
     db = btc_store / "genesis.db"
-    db.chmod(0o444)
-    immutable = False
-    if os.access(db, os.W_OK):  # root
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(db)]).returncode != 0:
-            db.chmod(0o644)
-            pytest.skip("cannot make a file unwritable here")
-        immutable = True
-    yield db
-    if immutable:
-        subprocess.run(["chattr", "-i", str(db)], check=True)
-    db.chmod(0o644)
+    with _unwritable(db, 0o444, 0o644):
+        yield db
 
 
 @pytest.mark.parametrize("previous", [False, True])
