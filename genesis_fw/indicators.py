@@ -1,18 +1,37 @@
 """Causal technical indicators over numpy arrays (value at ``t`` uses inputs ``0..t`` only).
 
-The recursions are compiled with numba and cached on disk, so a new process loads them instead of
-compiling them.
+The recursions are compiled with numba on their first call and cached on disk, so a new process loads
+them instead of compiling them; importing this module does not import numba (a cached
+``genesis-fw features`` run needs the warm-up arithmetic below, not the kernels).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from numba import njit
 
 
-@njit(cache=True, nogil=True)
+def _kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled by numba (``njit(cache=True, nogil=True)``) on its first call."""
+    compiled = None
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        nonlocal compiled
+        if compiled is None:
+            from numba import njit
+
+            compiled = njit(cache=True, nogil=True)(fn)
+        return compiled(*args)
+
+    return call
+
+
+@_kernel
 def _ewm(x, alpha):
     n = x.shape[0]
     out = np.empty(n)
@@ -42,7 +61,7 @@ def ema(close: np.ndarray, n: int) -> np.ndarray:
     return ewm(close, 2.0 / (n + 1))
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _rsi(close, alpha):
     n = close.shape[0]
     out = np.empty(n)
@@ -114,27 +133,20 @@ def dmi_warmup(n: int) -> int:
     return 2 * n - 1 + settle_bars(1.0 / n)
 
 
-@njit(cache=True, nogil=True)
-def _true_range(high, low, close, i):
-    hl = high[i] - low[i]
-    hc = abs(high[i] - close[i - 1])
-    lc = abs(low[i] - close[i - 1])
-    return max(hl, max(hc, lc))
-
-
-@njit(cache=True, nogil=True)
+@_kernel
 def _atr(high, low, close, n):
     m = close.shape[0]
     out = np.full(m, np.nan)
     if m <= n:
         return out
     total = 0.0
-    for i in range(1, n + 1):
-        total += _true_range(high, low, close, i)
+    for i in range(1, n + 1):  # true range: max(high - low, |high - prev close|, |low - prev close|)
+        total += max(high[i] - low[i], max(abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])))
     prev = total / n
     out[n] = prev
     for i in range(n + 1, m):
-        prev = (prev * (n - 1) + _true_range(high, low, close, i)) / n
+        t = max(high[i] - low[i], max(abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])))
+        prev = (prev * (n - 1) + t) / n
         out[i] = prev
     return out
 
@@ -149,7 +161,7 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
     return _atr(_f64(high), _f64(low), _f64(close), int(n))
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _dmi(high, low, close, n):
     m = close.shape[0]
     plus_di = np.full(m, np.nan)
@@ -171,7 +183,7 @@ def _dmi(high, low, close, n):
             dn = down
         elif up > 0 and up > down:
             dp = up
-        t = _true_range(high, low, close, i)
+        t = max(high[i] - low[i], max(abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])))
         if i < n:  # Wilder's sums are seeded with the first n - 1 moves
             p_dm += dp
             m_dm += dn

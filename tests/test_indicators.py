@@ -171,3 +171,15 @@ def test_atr_dmi_prefix_property(rows, n):
     np.testing.assert_array_equal(atr(h[:k], lo[:k], c[:k], n), atr(h, lo, c, n)[:k])
     for part, full in zip(dmi(h[:k], lo[:k], c[:k], n), dmi(h, lo, c, n), strict=True):
         np.testing.assert_array_equal(part, full[:k])
+
+
+def test_importing_indicators_does_not_import_numba():
+    """A cached `genesis-fw features` run needs the warm-up arithmetic, not the kernels: numba (about a
+    third of a second to import) loads on a kernel's first call only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from genesis_fw import indicators; assert indicators.ema_warmup(10) == 113; "
+            "assert 'numba' not in sys.modules; indicators.ema(__import__('numpy').ones(3), 2); "
+            "assert 'numba' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
