@@ -79,12 +79,21 @@ def definitions_hash(cfg: FeaturesConfig) -> str:
 def compute(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
     """Every feature for every candle (NaN where undefined), as float64 arrays keyed by name.
 
-    ``candles`` has the store's schema and is sorted by timestamp.
+    ``candles`` has the store's schema and is sorted by timestamp. DuckDB runs the window features in
+    a second thread while the numba kernels (which release the GIL) compute the recursive ones.
     """
-    import duckdb
+    from concurrent.futures import ThreadPoolExecutor
 
-    h, lo, c, v = (np.ascontiguousarray(candles.column(k).to_numpy(), dtype=np.float64)
-                   for k in ("high", "low", "close", "volume"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        window = pool.submit(_window_features, candles, cfg)
+        out = _recursive_features(candles, cfg)
+        out.update(window.result())
+    return {name: out[name] for name in names(cfg)}
+
+
+def _recursive_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    h, lo, c = (np.ascontiguousarray(candles.column(k).to_numpy(), dtype=np.float64)
+                for k in ("high", "low", "close"))
     out: dict[str, np.ndarray] = {}
     for n in cfg.ema_spans:
         out[f"ema_{n}"] = indicators.ema(c, n) / c
@@ -94,13 +103,21 @@ def compute(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
     out[f"plus_di_{cfg.adx_period}"] = plus_di
     out[f"minus_di_{cfg.adx_period}"] = minus_di
     out[f"atr_{cfg.atr_period}"] = indicators.atr(h, lo, c, cfg.atr_period) / c
+    return out
+
+
+def _window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    import duckdb
+    import pyarrow.compute as pc
+
+    out: dict[str, np.ndarray] = {}
     con = duckdb.connect()
     try:
         con.register("candles", candles.select(["timestamp", "close", "volume"]))
 
         def run(name: str, **params: int) -> np.ndarray:
-            col = con.sql(sqlfiles.load(name), params=params).to_arrow_table().column("value")
-            return np.ascontiguousarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            col = con.sql(sqlfiles.load(name), params=params).to_arrow_table().column("value").combine_chunks()
+            return np.ascontiguousarray(pc.fill_null(col, float("nan")).to_numpy(), dtype=np.float64)
 
         for k in cfg.return_lags:
             out[f"log_return_{k}"] = run("features/log_return", lag=k)
