@@ -40,6 +40,7 @@ _WRITE_STORE = {
     "resample": "resample writes candles into it",
     "validate": "validate writes reports into it and records the score in its catalog",
     "prune": "prune removes version files from it",
+    "features": "features writes feature files into it",
     "backtest": "backtest records every run in its catalog; to backtest these candles, import them "
                 "into a writable store (--data-dir)",
 }
@@ -338,6 +339,53 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     if result.liquidation_text():
         click.echo(f"  Account {result.liquidation_text()}")
     click.echo(f"Run {result.run_id}; wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@cli.command()
+@click.argument("overrides", nargs=-1)
+@click.option("--symbol", help="Symbol, e.g. tBTCUSD (same as symbol=...).")
+@click.option("--timeframe", help="Timeframe, e.g. 1h; a coarser one than stored is resampled on the fly.")
+@click.option("--start", help="First bar open time included, UTC date or ISO time.")
+@click.option("--end", help="End of the range, exclusive, UTC.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file whose features section applies (default: config/runtime.seed.json when present).")
+@click.pass_context
+def features(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file) -> None:
+    """Compute the ML features of a dataset into <data_dir>/features/ (cached by content).
+
+    Writes {symbol}_{timeframe}.parquet (timestamp + one column per feature, warm-up rows dropped) and a
+    JSON beside it (candles' SHA-256, dataset version, definitions' hash, rows, warm-up). When neither
+    the candles nor the definitions changed it prints "cached" and writes nothing. Overrides are
+    features.PARAM=VALUE (see 'genesis-fw config'); lists are comma-separated.
+
+    \b
+    Example:
+      genesis-fw features --symbol tBTCUSD --timeframe 1h features.ema_spans=10,20,50 features.rsi_period=7
+    """
+    from .config import RuntimeConfig, parse_overrides
+    from .errors import ConfigError
+    from .ml import feature_files
+
+    values = parse_overrides(overrides)
+    for key in values:
+        if not key.startswith("features."):
+            raise ConfigError(f"features takes features.PARAM=VALUE overrides, got {key!r}")
+    for key, flag in (("symbol", symbol), ("timeframe", timeframe), ("start", start), ("end", end)):
+        if flag is not None:
+            values[key] = flag
+    cfg = RuntimeConfig.load(config_file, values)
+    store = _store(ctx)
+    run = feature_files.make(store, cfg.symbol, cfg.timeframe, cfg.features, start=cfg.start, end=cfg.end)
+    for note in run.notes:
+        _note(f"Note: {note}")
+    m = run.meta
+    if run.cached:
+        click.echo(f"cached: {run.path} is up to date ({m['rows']:,} rows, {len(m['features'])} features, "
+                   f"candles sha256 {m['sha256'][:12]})")
+        return
+    click.echo(f"Wrote {m['rows']:,} rows x {len(m['features'])} features of {m['dataset']} to {run.path} "
+               f"({m['first_timestamp'][:16]} .. {m['last_timestamp'][:16]} UTC; "
+               f"{m['warmup_dropped']:,} warm-up rows dropped)")
 
 
 @cli.command()

@@ -41,6 +41,8 @@ def _type_name(typ: Any) -> str:
         return {"str": "string", "int": "integer", "float": "number", "bool": "true/false",
                 "dict": "object"}.get(typ.__name__, typ.__name__)
     args = typing.get_args(typ)
+    if typing.get_origin(typ) is tuple:
+        return f"list of {_type_name(args[0])}"
     if typing.get_origin(typ) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if typing.get_origin(typ) is dict:
@@ -49,12 +51,23 @@ def _type_name(typ: Any) -> str:
 
 
 def coerce(value: Any, typ: Any, *, key: str) -> Any:
-    """Return ``value`` as ``typ`` (str, int, float, bool, dict, ``X | None``).
+    """Return ``value`` as ``typ`` (str, int, float, bool, dict, ``X | None``, ``tuple[X, ...]``).
 
     Strings (from the command line) are parsed; JSON values must already have the right kind
-    (an integer is accepted for a number, a bool never for a number).
+    (an integer is accepted for a number, a bool never for a number). A list is a JSON array or,
+    from the command line, comma-separated text (``10,20,50``).
     """
     origin = typing.get_origin(typ)
+    if origin is tuple:
+        item = typing.get_args(typ)[0]
+        if isinstance(value, str):
+            value = [] if not value.strip() else value.split(",")
+        if not isinstance(value, list | tuple):
+            raise _wrong(key, value, typ)
+        try:
+            return tuple(coerce(v, item, key=key) for v in value)
+        except ConfigError:
+            raise _wrong(key, value, typ) from None
     if origin in (typing.Union, types.UnionType):
         members = typing.get_args(typ)
         if type(None) in members and (value is None or (isinstance(value, str) and value.lower() in _NONE)):
@@ -190,6 +203,36 @@ class ExchangeConfig:
     timeout_s: float = attrs.field(default=30.0, validator=_in_range(0, lo_open=True))
 
 
+def _positive_ints(_inst: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name} needs at least one value")
+    if any(v <= 0 for v in value):
+        raise ValueError(f"{attribute.name} must all be > 0, got {','.join(map(str, value))}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{attribute.name} must not repeat a value, got {','.join(map(str, value))}")
+
+
+@attrs.frozen
+class FeaturesConfig:
+    """Parameters of the default feature set (``genesis-fw features``; docs/ML_TRAINING.md).
+    Every period, span, lag and window counts bars of the dataset's timeframe."""
+
+    #: Spans of the EMAs of close, each a feature ``ema_{span}`` = EMA / close (a ratio, around 1).
+    ema_spans: tuple[int, ...] = attrs.field(default=(5, 10, 20, 50), validator=_positive_ints)
+    #: Period of Wilder's RSI (percent, 0..100).
+    rsi_period: int = attrs.field(default=14, validator=_in_range(1))
+    #: Period of Wilder's ADX, +DI and -DI (percent, 0..100).
+    adx_period: int = attrs.field(default=14, validator=_in_range(1))
+    #: Period of Wilder's ATR, a feature as a fraction of close.
+    atr_period: int = attrs.field(default=14, validator=_in_range(1))
+    #: Lags of the log returns ``ln(close / close k bars earlier)``.
+    return_lags: tuple[int, ...] = attrs.field(default=(1, 5, 10, 20), validator=_positive_ints)
+    #: Bars in the rolling volatility (sample standard deviation of 1-bar log returns, not annualised).
+    volatility_window: int = attrs.field(default=20, validator=_in_range(2))
+    #: Bars in the volume z-score ``(volume - rolling mean) / rolling sample std``.
+    volume_window: int = attrs.field(default=50, validator=_in_range(2))
+
+
 @attrs.frozen
 class RuntimeConfig:
     """Everything a run needs. Units: fractions are 0..1 (0.002 = 0.2 %), slippage is basis points,
@@ -219,6 +262,7 @@ class RuntimeConfig:
     #: Where the HTML report goes (JSON and CSV files are written next to it); ``None`` = results/.
     output: str | None = None
     exchange: ExchangeConfig = attrs.field(factory=ExchangeConfig)
+    features: FeaturesConfig = attrs.field(factory=FeaturesConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.size > self.max_leverage:

@@ -6,6 +6,9 @@ Views ready in every session:
   (the bundled sample when the store holds no candle files). A file that is not a readable Parquet
   file with the store's columns and types (truncated, empty, foreign) is left out of the view with a
   one-line warning in :attr:`Console.warnings`, so one bad file never breaks the other queries;
+* ``features`` -- every feature file of the store (``genesis-fw features``): ``symbol``, ``timeframe``,
+  ``timestamp`` and the feature columns (files with other feature sets are combined by column name, a
+  column a file lacks being NULL). Bad files are skipped with a warning, as for ``candles``;
 * every catalog table (``datasets``, ``events``, ...), copied in as read-only Arrow tables.
 
 Read-only by two locks: only ``SELECT``, ``EXPLAIN`` (and ``DESCRIBE``/``SHOW``/``SUMMARIZE``, which
@@ -40,6 +43,7 @@ import pyarrow as pa
 from ._util import one_line
 from .catalog import Catalog
 from .data.store import CandleStore, Dataset
+from .data.timeframes import TIMEFRAMES
 from .errors import ConsoleError
 
 _ALLOWED = {"SELECT", "EXPLAIN"}
@@ -115,15 +119,37 @@ class Console:
                 "NULL::TIMESTAMPTZ AS timestamp, NULL::DOUBLE AS open, NULL::DOUBLE AS high, "
                 "NULL::DOUBLE AS low, NULL::DOUBLE AS close, NULL::DOUBLE AS volume WHERE false"
             )
+        feature_dirs = self._features_view(con)
         for name, table in self.catalog.read_tables().items():
             con.register(f"_catalog_{name}", table)
             con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_catalog_{name}"')
-        allowed = ", ".join(_quote(str(Path(r).resolve()) + "/") for r in roots)
+        allowed = ", ".join(_quote(str(Path(r).resolve()) + "/") for r in [*roots, *feature_dirs])
         con.execute(f"SET allowed_directories = [{allowed}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self._con = con
         return con
+
+    def _features_view(self, con: Any) -> list[Path]:
+        """Create the ``features`` view; the folders it reads (for ``allowed_directories``)."""
+        parts = []
+        folder = self.store.features_dir
+        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            symbol, sep, timeframe = path.stem.rpartition("_")
+            if not sep or timeframe not in TIMEFRAMES:
+                continue
+            problem = _unreadable_features(con, path)
+            if problem is not None:
+                self.warnings.append(f"skipping {path} in the features view: {problem}")
+                continue
+            parts.append(f"SELECT {_quote(symbol)} AS symbol, {_quote(timeframe)} AS timeframe, * "
+                         f"FROM read_parquet({_quote(str(path))})")
+        if parts:
+            con.execute("CREATE VIEW features AS " + " UNION ALL BY NAME ".join(parts))
+            return [folder]
+        con.execute("CREATE VIEW features AS SELECT NULL::VARCHAR AS symbol, NULL::VARCHAR AS timeframe, "
+                    "NULL::TIMESTAMPTZ AS timestamp WHERE false")
+        return []
 
     def query(self, sql: str) -> pa.Table:
         """Run read-only ``sql``; the last statement's result as an Arrow table."""
@@ -181,6 +207,24 @@ def _unreadable(con: Any, path: Path) -> str | None:
         return f"missing column(s) {', '.join(missing)} (it has {', '.join(types) or 'none'})"
     wrong = [f"{c} is {types[c]}, expected {t}" for c, t in _CANDLE_TYPES.items() if types[c] != t]
     return "; ".join(wrong) if wrong else None
+
+
+def _unreadable_features(con: Any, path: Path) -> str | None:
+    """Why the feature file at ``path`` cannot join the ``features`` view (a UTC ``timestamp`` column and
+    DOUBLE feature columns), or ``None`` when it can. Reads the Parquet footer only."""
+    import duckdb
+
+    try:
+        described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({_quote(str(path))})").fetchall()
+    except duckdb.Error as exc:
+        return one_line(exc, max_lines=1)
+    types = {row[0]: row[1] for row in described}
+    if types.get("timestamp") != _CANDLE_TYPES["timestamp"]:
+        return f"no timestamp column of type {_CANDLE_TYPES['timestamp']}"
+    wrong = [f"{c} is {t}" for c, t in types.items() if c != "timestamp" and t != "DOUBLE"]
+    if {"symbol", "timeframe"} & set(types):
+        wrong.append("it has a symbol or timeframe column")
+    return f"feature columns must be DOUBLE: {', '.join(wrong)}" if wrong else None
 
 
 def unique_names(names: list[str]) -> list[str]:

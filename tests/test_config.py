@@ -182,7 +182,7 @@ def test_unknown_override_key_suggests(key, suggestion):
     msg = str(exc.value)
     assert f"unknown config key {key!r}" in msg
     assert f"did you mean {suggestion!r}?" in msg
-    assert "allowed: commission, end, exchange, initial_cash" in msg
+    assert "allowed: commission, end, exchange, features, initial_cash" in msg
 
 
 def test_unknown_key_in_file(tmp_path):
@@ -450,3 +450,43 @@ def test_instantiate_unknown_plugin():
         plugins.instantiate("strategy", "ema_rs", {})
     with pytest.raises(PluginError, match="unknown plugin kind 'strat'"):
         plugins.instantiate("strat", "ema_rsi", {})
+
+
+# --- the features section --------------------------------------------------------------------------
+
+
+def test_features_section_defaults_and_list_overrides(tmp_path):
+    from genesis_fw.config import FeaturesConfig
+
+    cfg = RuntimeConfig.load()
+    assert cfg.features == FeaturesConfig()
+    cfg = RuntimeConfig.load(None, {"features.ema_spans": "10, 20,50", "features.rsi_period": "7",
+                                    "features.return_lags": "3"})
+    assert cfg.features.ema_spans == (10, 20, 50) and cfg.features.rsi_period == 7
+    assert cfg.features.return_lags == (3,)
+    # A JSON list in a file works too, and the dict form loads back to an equal config.
+    path = write_json(tmp_path / "c.json", {"features": {"ema_spans": [8, 16]}})
+    assert RuntimeConfig.load(path).features.ema_spans == (8, 16)
+    assert RuntimeConfig.load(write_json(tmp_path / "d.json", cfg.to_dict())) == cfg
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("features.ema_spans", "10,0", "ema_spans"),
+    ("features.ema_spans", "10,-5", "ema_spans"),
+    ("features.ema_spans", "", "ema_spans"),
+    ("features.ema_spans", "10,10", "repeat"),
+    ("features.ema_spans", "10,x", "expected list of integer"),
+    ("features.rsi_period", "0", "rsi_period"),
+    ("features.volatility_window", "1", "volatility_window"),
+    ("features.emaspans", "10", "did you mean 'ema_spans'"),
+])
+def test_bad_features_values(key, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        RuntimeConfig.load(None, {key: value})
+
+
+def test_bad_list_in_file(tmp_path):
+    with pytest.raises(ConfigError, match="expected list of integer"):
+        RuntimeConfig.load(write_json(tmp_path / "c.json", {"features": {"ema_spans": [10, "x"]}}))
+    with pytest.raises(ConfigError, match="expected list of integer"):
+        RuntimeConfig.load(write_json(tmp_path / "c.json", {"features": {"ema_spans": 10}}))

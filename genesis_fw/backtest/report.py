@@ -432,8 +432,9 @@ def _config_rows(result: Any) -> list[tuple[str, str]]:
         "end": ("Requested end (exclusive)", lambda v: format_value(v) if v is not None else "after last candle"),
     }
     rows = [(label, fmt(cfg[key])) for key, (label, fmt) in known.items() if key in cfg]
-    # The exchange section is how candles were fetched, not a backtest parameter.
-    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange"}
+    # The exchange section is how candles were fetched, and the features section what ML features are
+    # computed from them: neither is a backtest parameter.
+    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange", "features"}
     rows += [(_label(key), format_value(value)) for key, value in cfg.items() if key not in skip]
     rows.append(("Engine path", format_value(result.path)))
     return rows

@@ -1,0 +1,160 @@
+"""The default feature set: one column per feature, computed from candles without lookahead.
+
+The value of every feature at bar ``t`` uses candles ``0..t`` only, so features computed on data cut
+at any time ``T`` are identical, bar for bar up to ``T``, to those computed on the full data.
+
+* recursive features come from :mod:`genesis_fw.indicators` (the kernels strategies use too):
+  ``ema_{n}`` = EMA(close, span n) / close (a ratio, around 1), ``rsi_{n}`` (percent, 0..100),
+  ``adx_{n}``, ``plus_di_{n}``, ``minus_di_{n}`` (percent), ``atr_{n}`` = ATR / close (a fraction);
+* window features are SQL that DuckDB runs over the candles (``sql/features/``):
+  ``log_return_{k}`` (fraction), ``volatility_{w}`` (fraction per bar), ``volume_z_{w}`` (unitless).
+
+Windows and lags count rows: a missing candle is not a row. The first :func:`warmup_bars` rows, where a
+feature is undefined or a recursion still depends on how it was seeded, are dropped
+(:func:`build`). Parameters: :class:`genesis_fw.config.FeaturesConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from .. import indicators, sqlfiles
+from ..config import FeaturesConfig
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: The SQL files of the window features (``sql/features/*.sql``), part of the definitions' hash.
+SQL_FILES = ("features/log_return", "features/volatility", "features/volume_zscore")
+
+
+def names(cfg: FeaturesConfig) -> list[str]:
+    """Feature column names, in file order."""
+    out = [f"ema_{n}" for n in cfg.ema_spans]
+    out += [f"rsi_{cfg.rsi_period}", f"adx_{cfg.adx_period}", f"plus_di_{cfg.adx_period}",
+            f"minus_di_{cfg.adx_period}", f"atr_{cfg.atr_period}"]
+    out += [f"log_return_{k}" for k in cfg.return_lags]
+    out += [f"volatility_{cfg.volatility_window}", f"volume_z_{cfg.volume_window}"]
+    return out
+
+
+def warmup_bars(cfg: FeaturesConfig) -> int:
+    """Leading rows dropped: the longest of each feature's undefined stretch and (for the recursive
+    ones) the bars until their seed weighs less than :data:`genesis_fw.indicators.SEED_WEIGHT`."""
+    return max(
+        *(indicators.ema_warmup(n) for n in cfg.ema_spans),
+        indicators.rsi_warmup(cfg.rsi_period),
+        indicators.dmi_warmup(cfg.adx_period),
+        indicators.atr_warmup(cfg.atr_period),
+        max(cfg.return_lags),
+        cfg.volatility_window,
+        cfg.volume_window - 1,
+    )
+
+
+def definitions(cfg: FeaturesConfig) -> dict[str, Any]:
+    """What the features are: resolved parameters, the SQL text and the kernels' version."""
+    return {
+        "params": attrs.asdict(cfg),
+        "names": names(cfg),
+        "warmup_bars": warmup_bars(cfg),
+        "sql": {name: sqlfiles.load(name) for name in SQL_FILES},
+        "kernel_version": indicators.KERNEL_VERSION,
+    }
+
+
+def definitions_hash(cfg: FeaturesConfig) -> str:
+    """SHA-256 (hex) of :func:`definitions` as canonical JSON: changes when any parameter, SQL file or
+    kernel version does."""
+    text = json.dumps(definitions(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def compute(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    """Every feature for every candle (NaN where undefined), as float64 arrays keyed by name.
+
+    ``candles`` has the store's schema and is sorted by timestamp. DuckDB runs the window features in
+    a second thread while the numba kernels (which release the GIL) compute the recursive ones.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        window = pool.submit(_window_features, candles, cfg)
+        out = _recursive_features(candles, cfg)
+        out.update(window.result())
+    return {name: out[name] for name in names(cfg)}
+
+
+def _recursive_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    h, lo, c = (np.ascontiguousarray(candles.column(k).to_numpy(), dtype=np.float64)
+                for k in ("high", "low", "close"))
+    out: dict[str, np.ndarray] = {}
+    for n in cfg.ema_spans:
+        out[f"ema_{n}"] = indicators.ema(c, n) / c
+    out[f"rsi_{cfg.rsi_period}"] = indicators.rsi(c, cfg.rsi_period)
+    plus_di, minus_di, adx = indicators.dmi(h, lo, c, cfg.adx_period)
+    out[f"adx_{cfg.adx_period}"] = adx
+    out[f"plus_di_{cfg.adx_period}"] = plus_di
+    out[f"minus_di_{cfg.adx_period}"] = minus_di
+    out[f"atr_{cfg.atr_period}"] = indicators.atr(h, lo, c, cfg.atr_period) / c
+    return out
+
+
+def _window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    import duckdb
+    import pyarrow.compute as pc
+
+    out: dict[str, np.ndarray] = {}
+    con = duckdb.connect()
+    try:
+        con.register("candles", candles.select(["timestamp", "close", "volume"]))
+
+        def run(name: str, **params: int) -> np.ndarray:
+            col = con.sql(sqlfiles.load(name), params=params).to_arrow_table().column("value").combine_chunks()
+            return np.ascontiguousarray(pc.fill_null(col, float("nan")).to_numpy(), dtype=np.float64)
+
+        for k in cfg.return_lags:
+            out[f"log_return_{k}"] = run("features/log_return", lag=k)
+        out[f"volatility_{cfg.volatility_window}"] = run("features/volatility", window=cfg.volatility_window)
+        out[f"volume_z_{cfg.volume_window}"] = run("features/volume_zscore", window=cfg.volume_window)
+    finally:
+        con.close()
+    return out
+
+
+@attrs.frozen
+class Features:
+    """Features with the warm-up dropped: ``table`` holds ``timestamp`` (UTC) and one float64 column
+    per feature; ``warmup_dropped`` rows were dropped from the front."""
+
+    table: Any
+    warmup_dropped: int
+
+
+def build(candles: pa.Table, cfg: FeaturesConfig) -> Features:
+    """The features of ``candles`` after the warm-up (:func:`warmup_bars`).
+
+    Raises :class:`DataError` when there are no rows left after the warm-up.
+    """
+    import pyarrow as pa
+
+    warmup = warmup_bars(cfg)
+    if candles.num_rows <= warmup:
+        raise DataError(f"too few rows: {candles.num_rows} candles, the features need more than {warmup} "
+                        "(their warm-up); use a longer range, a finer timeframe or shorter spans/periods")
+    values = compute(candles, cfg)
+    columns = {"timestamp": candles.column("timestamp").slice(warmup)}
+    for name in names(cfg):
+        col = values[name][warmup:]
+        if not np.isfinite(col).all():
+            bad = int(np.flatnonzero(~np.isfinite(col))[0]) + warmup
+            raise DataError(f"feature {name} is not finite at candle {bad} after the warm-up; check the candles "
+                            "(genesis-fw validate)")
+        columns[name] = pa.array(col, pa.float64())
+    return Features(pa.table(columns), warmup)

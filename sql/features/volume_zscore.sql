@@ -1,0 +1,13 @@
+-- Volume z-score: (volume - mean) / sample standard deviation over the last $window rows, the current
+-- one included; unitless. 0 when the window's volumes are all equal (no spread, no surprise).
+-- candles  the candles of one dataset, registered by genesis_fw.ml.features
+-- $window  rows in the window, >= 2
+-- One row per candle in timestamp order; NULL for the first $window - 1 rows.
+SELECT CASE
+           WHEN count(volume) OVER w < $window THEN NULL
+           WHEN stddev_samp(volume) OVER w = 0 THEN 0.0
+           ELSE (volume - avg(volume) OVER w) / stddev_samp(volume) OVER w
+       END AS value
+FROM candles
+WINDOW w AS (ORDER BY timestamp ROWS BETWEEN $window - 1 PRECEDING AND CURRENT ROW)
+ORDER BY timestamp;
