@@ -13,7 +13,7 @@ Failures are sorted by one table, :data:`CLASSIFICATION` (documented in ``docs/D
   (maintenance) whatever the HTTP status, timeouts, connection errors and resets, and any 2xx answer
   that is not a valid page (not JSON, not a list of 6-number rows, rows unsorted or duplicated,
   outside the requested range, more rows than ``limit``, or a candle the store refuses: NaN/inf, a
-  price <= 0, negative volume, high below low -- :func:`~genesis_fw.data.store.refused_candles`);
+  price <= 0, negative volume, high below low -- :meth:`~genesis_fw.data.store.CandleProblems.refusal`);
 * final (:class:`RequestRefused`, an ExchangeError, raised at once): errors about the request --
   10020 (ERR_PARAMS: symbol, timeframe or limit invalid), 10001 (ERR_GENERIC, e.g. "symbol: invalid"),
   other 4xx, and redirects.
@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from ..errors import DataError, ExchangeError, TemporaryExchangeError
 from .ratelimit import RateLimiter
-from .store import SCHEMA, conform, refused_candles
+from .store import SCHEMA, candle_problems, conform
 from .timeframes import check_symbol, from_ms
 
 #: Timeframes the exchange serves itself (``4h`` is not one of them: resample it from ``1h``).
@@ -121,7 +121,7 @@ class _Failure(TemporaryExchangeError):
 
 
 class _BadCandles(_Failure):
-    """A page holding a candle the store refuses (:func:`~genesis_fw.data.store.refused_candles`)."""
+    """A page holding a candle the store refuses (:meth:`~genesis_fw.data.store.CandleProblems.refusal`)."""
 
 
 class BadCandles(ExchangeError):
@@ -374,9 +374,9 @@ def _parse_page(body: Any, start_ms: int, end_ms: int, limit: int) -> pa.Table:
     table = pa.table({"timestamp": pa.array(mts, pa.int64()), "open": values[:, 0], "high": values[:, 2],
                       "low": values[:, 3], "close": values[:, 1], "volume": values[:, 4]})
     table = conform(table, where="Bitfinex page")
-    bad, first, rules = refused_candles(table)
-    if bad:  # the store would refuse the whole dataset at publish time: refuse the page now, while it can be retried
-        raise _BadCandles(f"{bad} candle(s) with {rules}, first at {_iso(first)}; such candles are never stored")
+    reason = candle_problems(table).refusal()
+    if reason:  # the store would refuse the whole dataset at publish time: refuse the page now, while it can be retried
+        raise _BadCandles(reason)
     return table
 
 

@@ -147,23 +147,39 @@ REFUSED = (*UNUSABLE, "negative_volume", "high_below_low")
 class CandleProblems:
     """What :func:`candle_problems` found. ``counts``: rows breaking each rule (a row may break
     several). ``unusable``: rows with a NaN/infinite value or a price <= 0; ``inconsistent``: the other
-    rows breaking a rule (negative volume, high below low, high/low not bracketing open/close).
-    ``first_*``: open time (UTC ms) of the first such row, ``None`` when there is none."""
+    rows breaking a rule (negative volume, high below low, high/low not bracketing open/close);
+    ``refused``: rows breaking a rule of :data:`REFUSED`. ``first_*``: open time (UTC ms) of the first
+    such row, ``None`` when there is none."""
 
     counts: dict[str, int]
     unusable: int
     inconsistent: int
+    refused: int
     first_unusable: int | None
     first_inconsistent: int | None
+    first_refused: int | None
 
     def describe(self, rules: tuple[str, ...] | None = None) -> str:
         """``"high below low (2), negative volume (1)"`` for the rules (default: all) that were broken."""
         return ", ".join(f"{PROBLEM_LABELS[k]} ({n})" for k, n in self.counts.items()
                          if n and (rules is None or k in rules))
 
+    def refusal(self) -> str | None:
+        """Why the store refuses these candles, in one line, or ``None`` when it takes them all."""
+        if not self.refused:
+            return None
+        return (f"{self.refused} candle(s) with {self.describe(REFUSED)}, first at "
+                f"{from_ms(self.first_refused).isoformat()}; such candles are never stored")
 
-def _rule_flags(candles) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Open times (ms) and, per rule of :data:`PROBLEM_LABELS`, a mask of the rows breaking it."""
+
+def candle_problems(candles) -> CandleProblems:
+    """Check candles for values no real candle has; vectorised NumPy, a few ms per million rows.
+
+    ``candles`` is a table with the store's columns or any object with ``timestamp``, ``open``, ...
+    arrays (e.g. :class:`genesis_fw.strategy.Bars`). Rules: every price and the volume finite; every
+    price > 0; volume >= 0; ``high >= low``; ``high >= max(open, close)`` and ``low <= min(open, close)``
+    (exact comparisons: Bitfinex candles and resampled ones satisfy them exactly).
+    """
     if isinstance(candles, pa.Table):
         ts, o, h, lo, c, v = (np.asarray(candles.column(n).cast(pa.int64()) if n == "timestamp"
                                          else candles.column(n)) for n in COLUMNS)
@@ -177,40 +193,16 @@ def _rule_flags(candles) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             "high_below_low": h < lo,
             "high_low_not_bracketing": (h < np.maximum(o, c)) | (lo > np.minimum(o, c)),
         }
-    return ts, flags
-
-
-def candle_problems(candles) -> CandleProblems:
-    """Check candles for values no real candle has; vectorised NumPy, a few ms per million rows.
-
-    ``candles`` is a table with the store's columns or any object with ``timestamp``, ``open``, ...
-    arrays (e.g. :class:`genesis_fw.strategy.Bars`). Rules: every price and the volume finite; every
-    price > 0; volume >= 0; ``high >= low``; ``high >= max(open, close)`` and ``low <= min(open, close)``
-    (exact comparisons: Bitfinex candles and resampled ones satisfy them exactly).
-    """
-    ts, flags = _rule_flags(candles)
-    unusable = flags["non_finite"] | flags["non_positive_price"]
-    inconsistent = ~unusable & (flags["negative_volume"] | flags["high_below_low"] | flags["high_low_not_bracketing"])
+    unusable = np.logical_or.reduce([flags[k] for k in UNUSABLE])
+    refused = np.logical_or.reduce([flags[k] for k in REFUSED])
+    inconsistent = ~unusable & np.logical_or.reduce([m for k, m in flags.items() if k not in UNUSABLE])
 
     def first(mask: np.ndarray) -> int | None:
         return int(ts[int(np.argmax(mask))]) if mask.any() else None
 
     return CandleProblems({k: int(np.count_nonzero(m)) for k, m in flags.items()}, int(np.count_nonzero(unusable)),
-                          int(np.count_nonzero(inconsistent)), first(unusable), first(inconsistent))
-
-
-def refused_candles(candles) -> tuple[int, int | None, str]:
-    """``(count, first_open_ms, rules)`` of the candles :func:`check_candles` refuses (:data:`REFUSED`):
-    how many rows break a hard rule, the open time (UTC ms) of the first one (``None`` when none does),
-    and the rules broken with their counts, e.g. ``"negative volume (1)"``. ``candles``: as for
-    :func:`candle_problems`."""
-    ts, flags = _rule_flags(candles)
-    flags = {k: m for k, m in flags.items() if k in REFUSED}
-    bad = np.logical_or.reduce(list(flags.values()))
-    if not bad.any():
-        return 0, None, ""
-    rules = ", ".join(f"{PROBLEM_LABELS[k]} ({n})" for k, m in flags.items() if (n := int(np.count_nonzero(m))))
-    return int(np.count_nonzero(bad)), int(ts[int(np.argmax(bad))]), rules
+                          int(np.count_nonzero(inconsistent)), int(np.count_nonzero(refused)), first(unusable),
+                          first(inconsistent), first(refused))
 
 
 def check_candles(table: pa.Table, *, where: str, allow_empty: bool = True) -> None:
@@ -222,10 +214,9 @@ def check_candles(table: pa.Table, *, where: str, allow_empty: bool = True) -> N
         if not allow_empty:
             raise DataError(f"{where}: no candles")
         return
-    bad, first, rules = refused_candles(table)
-    if bad:
-        raise DataError(f"{where}: {bad} candle(s) with {rules}, first at {from_ms(first).isoformat()}; "
-                        "such candles are never stored")
+    reason = candle_problems(table).refusal()
+    if reason:
+        raise DataError(f"{where}: {reason}")
 
 
 def _sample_root() -> Path:
@@ -280,7 +271,7 @@ class CandleStore:
     @classmethod
     def sample(cls) -> CandleStore:
         """The read-only bundled sample (real Bitfinex tBTCUSD 1m candles, 2019-04 .. 2019-06)."""
-        return cls(Path(str(resources.files("genesis_fw") / "sample")), read_only=True)
+        return cls(_sample_root(), read_only=True)
 
     @property
     def writable(self) -> bool:
