@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import RuntimeConfig
+from ..data.datasets import version_of
 from ..data.hashing import bars_sha256
 from ..data.store import UNUSABLE, CandleStore, Dataset, candle_problems, locate, read
 from ..data.timeframes import from_ms, parse_time
@@ -153,7 +154,7 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
         "last_bar": from_ms(int(bars.timestamp[-1])).isoformat(),
         "num_bars": len(bars),
         "sha256": bars_sha256(bars),
-        "version": _version_of(store, dataset),
+        "version": version_of(store, dataset),
     }
     return bars, identity, notes
 
@@ -196,16 +197,6 @@ def _check_source(bars: Bars, dataset: Dataset, *, strict_data: bool) -> list[st
     last_end = int(bar_ends_ms(bars.timestamp[-1:], dataset.timeframe)[0])
     rows = read(source, from_ms(int(bars.timestamp[0])), from_ms(last_end))
     return check_bars(Bars.from_table(rows), source, strict_data=strict_data) if rows.num_rows else []
-
-
-def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
-    """Version number of the store file the candles came from (``None`` for the sample or unversioned files)."""
-    if dataset.origin != "store":
-        return None
-    from ..data.datasets import current
-
-    meta = current(store, dataset.symbol, dataset.resampled_from or dataset.timeframe)
-    return meta.version if meta is not None else None
 
 
 def make_strategy(cfg: RuntimeConfig) -> Strategy:

@@ -122,14 +122,11 @@ def check_finite(result: BacktestResult) -> None:
             "written; use a smaller initial_cash")
 
 
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 def _replaced_runs(con, run_id: str, paths: dict[str, Path]) -> list[tuple[str, dict[str, str], list[str]]]:
     """Earlier runs in the catalog whose recorded files are among ``paths``: (run id, its outputs, the
     keys of its outputs that ``paths`` replace). Relative paths recorded by older versions are taken
     relative to the current working directory."""
+    targets = {os.path.realpath(p) for p in paths.values()}  # resolved once, not per recorded run
     found = []
     for other, outputs in con.execute("SELECT run_id, outputs FROM runs WHERE run_id != ?", (run_id,)):
         try:
@@ -138,8 +135,7 @@ def _replaced_runs(con, run_id: str, paths: dict[str, Path]) -> list[tuple[str, 
             continue
         if not isinstance(recorded, dict):
             continue
-        hit = [k for k, v in recorded.items()
-               if isinstance(v, str) and any(_same_file(v, p) for p in paths.values())]
+        hit = [k for k, v in recorded.items() if isinstance(v, str) and os.path.realpath(v) in targets]
         if hit:
             found.append((other, recorded, hit))
     return found

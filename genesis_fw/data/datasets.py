@@ -101,6 +101,15 @@ def current(store: CandleStore, symbol: str, timeframe: str) -> Version | None:
         raise DataError(f"unreadable dataset metadata {path}: {exc}") from None
 
 
+def version_of(store: CandleStore, dataset: Dataset) -> int | None:
+    """Version number of the store file ``dataset`` reads (its source file when resampled on the fly);
+    ``None`` for the bundled sample or a file without metadata."""
+    if dataset.origin != "store":
+        return None
+    meta = current(store, dataset.symbol, dataset.resampled_from or dataset.timeframe)
+    return meta.version if meta is not None else None
+
+
 def versions(store: CandleStore, symbol: str, timeframe: str) -> list[Version]:
     """Every version whose metadata is still kept, oldest first."""
     folder = store.metadata_dir / "versions"

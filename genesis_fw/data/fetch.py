@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._util import atomic_path, write_text_atomic
+from .._util import atomic_path, one_line, write_text_atomic
 from ..config import ExchangeConfig
 from ..errors import DataError, ExchangeError, GenesisError
 from .store import CandleStore, Dataset, conform, read, time_span
@@ -166,7 +166,7 @@ class _Staging:
             self.covered.append((lo, hi))
             write_text_atomic(self.checkpoint, json.dumps({"covered": sorted(self.covered)}) + "\n")
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot stage a page in {self.dir}: {_one_line(getattr(exc, 'strerror', None) or exc)}"
+            raise DataError(f"cannot stage a page in {self.dir}: {one_line(getattr(exc, 'strerror', None) or exc)}"
                             f"; make that path a writable folder (or remove what is in its place)") from None
 
     def candles(self, lo: int | None = None, hi: int | None = None) -> pa.Table:
@@ -178,7 +178,7 @@ class _Staging:
             try:
                 tables.append(conform(pq.read_table(p), where=str(p)))
             except (OSError, pa.ArrowException, DataError) as exc:
-                raise DataError(f"the staged page {p} is damaged ({_one_line(exc)}); remove the folder {self.dir} "
+                raise DataError(f"the staged page {p} is damaged ({one_line(exc)}); remove the folder {self.dir} "
                                 "and fetch again (its pages are downloaded again)") from None
         table = pa.concat_tables(tables) if tables else _empty()
         if (lo is not None or hi is not None) and table.num_rows:
@@ -194,10 +194,6 @@ class _Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _stored_span(store: CandleStore, symbol: str, timeframe: str) -> tuple[int, int] | None:
     """:func:`~genesis_fw.data.store.time_span` of the stored file (``None`` when there is none); a file
     that cannot be read raises :class:`DataError` naming it and what to do."""
@@ -211,7 +207,7 @@ def _stored_span(store: CandleStore, symbol: str, timeframe: str) -> tuple[int, 
 
 
 def _damaged(path: Path, symbol: str, timeframe: str, exc: BaseException) -> DataError:
-    return DataError(f"the stored file {path} is damaged or not a candle file ({_one_line(exc)}); remove it, then "
+    return DataError(f"the stored file {path} is damaged or not a candle file ({one_line(exc)}); remove it, then "
                      f"fetch again or re-import it with 'genesis-fw import FILE --symbol {symbol} --timeframe "
                      f"{timeframe}' (earlier versions are kept in {path.parent / 'versions'})")
 

@@ -24,7 +24,8 @@ import attrs
 
 from .._util import atomic_path, write_text_atomic
 from ..config import FeaturesConfig
-from ..data.store import CandleStore, Dataset, locate, read
+from ..data.datasets import version_of
+from ..data.store import CandleStore, locate, read
 from ..data.timeframes import check_symbol, check_timeframe, parse_time
 from ..errors import DataError, OutputError
 from . import features
@@ -76,15 +77,6 @@ def _libraries() -> dict[str, str]:
     return out
 
 
-def _version_of(store: CandleStore, dataset: Dataset) -> int | None:
-    if dataset.origin != "store":
-        return None
-    from ..data.datasets import current
-
-    meta = current(store, dataset.symbol, dataset.resampled_from or dataset.timeframe)
-    return meta.version if meta is not None else None
-
-
 def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *,
          start: str | None = None, end: str | None = None) -> FeatureRun:
     """Build (or find cached) the features of ``symbol``/``timeframe`` in ``[start, end)`` (UTC).
@@ -128,7 +120,7 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
         "dataset": dataset.describe(),
         "origin": dataset.origin,
         "sha256": sha,
-        "version": _version_of(store, dataset),
+        "version": version_of(store, dataset),
         "source_stat": source_stat,
         "candles": candles.num_rows,
         "rows": table.num_rows,
