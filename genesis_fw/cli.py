@@ -276,14 +276,43 @@ def _fmt(value, kind: str) -> str:
     return f"{value:,.3f}"
 
 
+def _run_options(func):
+    """The key=value overrides and the flags of a command that reads one dataset's range under the run
+    configuration (``backtest``, ``features``); :func:`_run_config` resolves them."""
+    options = [
+        click.argument("overrides", nargs=-1),
+        click.option("--symbol", help="Symbol, e.g. tBTCUSD (same as symbol=...)."),
+        click.option("--timeframe", help="Timeframe, e.g. 1m or 1h; a coarser one than stored is resampled on the "
+                                         "fly (same as timeframe=...)."),
+        click.option("--start", help="First bar open time included, UTC date or ISO time (same as start=...)."),
+        click.option("--end", help="End of the range, exclusive, UTC (same as end=...)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="JSON config file (default: config/runtime.seed.json when present)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_config(overrides: tuple[str, ...], config_file: Path | None, flags: dict[str, str | None],
+                prefix: str | None = None):
+    """The :class:`~genesis_fw.config.RuntimeConfig` of ``config_file`` (or the default file), the
+    ``overrides`` and the ``flags`` that were given, in that order of precedence (flags win). With
+    ``prefix``, every override must start with it (e.g. ``features.``)."""
+    from .config import RuntimeConfig, parse_overrides
+    from .errors import ConfigError
+
+    values = parse_overrides(overrides)
+    if prefix is not None:
+        for key in values:
+            if not key.startswith(prefix):
+                raise ConfigError(f"{prefix.rstrip('.')} takes {prefix}PARAM=VALUE overrides, got {key!r}")
+    values.update({key: flag for key, flag in flags.items() if flag is not None})
+    return RuntimeConfig.load(config_file, values)
+
+
 @cli.command(context_settings={"ignore_unknown_options": False})
-@click.argument("overrides", nargs=-1)
-@click.option("--symbol", help="Symbol, e.g. tBTCUSD (same as symbol=...).")
-@click.option("--timeframe", help="Timeframe, e.g. 1m or 1h (same as timeframe=...).")
-@click.option("--start", help="First bar open time included, UTC date or ISO time (same as start=...).")
-@click.option("--end", help="End of the range, exclusive, UTC (same as end=...).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON config file (default: config/runtime.seed.json when present).")
+@_run_options
 @click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
               help="HTML report path; JSON and CSV files go next to it, named after its full name. "
                    "Default: results/backtest_<strategy>_<symbol>_<timeframe>_<run id>.html")
@@ -311,14 +340,9 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     """
     from .backtest import engine as engine_mod
     from .backtest import runs
-    from .config import RuntimeConfig, parse_overrides
 
-    values = parse_overrides(overrides)
-    for key, flag in (("symbol", symbol), ("timeframe", timeframe), ("start", start), ("end", end),
-                      ("output", str(output) if output else None)):
-        if flag is not None:
-            values[key] = flag
-    cfg = RuntimeConfig.load(config_file, values)
+    cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
+                                               "output": str(output) if output else None})
     store = _store(ctx)
     if cfg.output:
         runs.check_outputs(Path(cfg.output), store, report=not no_report)
@@ -342,13 +366,7 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
 
 
 @cli.command()
-@click.argument("overrides", nargs=-1)
-@click.option("--symbol", help="Symbol, e.g. tBTCUSD (same as symbol=...).")
-@click.option("--timeframe", help="Timeframe, e.g. 1h; a coarser one than stored is resampled on the fly.")
-@click.option("--start", help="First bar open time included, UTC date or ISO time.")
-@click.option("--end", help="End of the range, exclusive, UTC.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON config file whose features section applies (default: config/runtime.seed.json when present).")
+@_run_options
 @click.pass_context
 def features(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file) -> None:
     """Compute the ML features of a dataset into <data_dir>/features/ (cached by content).
@@ -362,18 +380,10 @@ def features(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     Example:
       genesis-fw features --symbol tBTCUSD --timeframe 1h features.ema_spans=10,20,50 features.rsi_period=7
     """
-    from .config import RuntimeConfig, parse_overrides
-    from .errors import ConfigError
     from .ml import feature_files
 
-    values = parse_overrides(overrides)
-    for key in values:
-        if not key.startswith("features."):
-            raise ConfigError(f"features takes features.PARAM=VALUE overrides, got {key!r}")
-    for key, flag in (("symbol", symbol), ("timeframe", timeframe), ("start", start), ("end", end)):
-        if flag is not None:
-            values[key] = flag
-    cfg = RuntimeConfig.load(config_file, values)
+    cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end},
+                      prefix="features.")
     store = _store(ctx)
     run = feature_files.make(store, cfg.symbol, cfg.timeframe, cfg.features, start=cfg.start, end=cfg.end)
     for note in run.notes:
