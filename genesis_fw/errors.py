@@ -68,3 +68,7 @@ class OutputError(GenesisError):
 
 class RegistryError(GenesisError):
     """The model registry was asked for something it cannot do."""
+
+
+class NoSkillError(GenesisError):
+    """``evaluate --require-skill``: the model does not beat its base-rate baselines."""
