@@ -172,3 +172,45 @@ def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, A
     brier = f"Brier {b_t} vs {b_bt}" + (f" (Brier skill {bs * 100:.2f} %)" if bs is not None else "")
     return f"skill: log loss {ll_t} vs base rate {ll_bt} (log-loss skill {sk['log_loss_skill'] * 100:.2f} %) " \
            f"against {name}; {brier}"
+
+
+def summary(
+    y: Any,
+    p_raw: Any,
+    calibration: dict[str, Any],
+    rates: dict[str, float],
+    *,
+    model: dict[str, Any],
+    split: str,
+    period: dict[str, str],
+    threshold: float = 0.5,
+    bins: int = 10,
+) -> dict[str, Any]:
+    """Everything an evaluation reports, laid out as
+    :func:`genesis_fw.ml.evaluation_report.render_evaluation_html` takes it.
+
+    ``p_raw`` are the model's raw probabilities for labels ``y``; ``calibration`` the stored calibration
+    dict (:mod:`genesis_fw.ml.calibration`), applied to get the model's probabilities; ``rates`` the
+    constant baselines (e.g. ``{"train_rate": ..., "validation_rate": ...}``); ``model`` ``{name,
+    model_type, symbol, timeframe, horizon}``; ``split`` the part's name; ``period`` ``{start, end}``
+    (UTC ISO of the first and last labelled bar). ``skill`` holds the skill against every baseline.
+    """
+    from .calibration import apply
+
+    p = apply(calibration, p_raw)
+    model_scores = scores(y, p, threshold=threshold, bins=bins)
+    base = baselines(y, rates, threshold=threshold, bins=bins)
+    return {
+        "model": dict(model),
+        "split": split,
+        "period": dict(period),
+        "threshold": float(threshold),
+        "scores": model_scores,
+        "raw_scores": scores(y, p_raw, threshold=threshold, bins=bins),
+        "baselines": base,
+        "baseline_rates": {k: float(v) for k, v in rates.items()},
+        "skill": {name: skill(model_scores, b) for name, b in base.items()},
+        "verdict": verdict(model_scores, base),
+        "calibration": dict(calibration),
+        "reliability": {"raw": reliability(y, p_raw, bins), "calibrated": reliability(y, p, bins)},
+    }
