@@ -78,22 +78,28 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"tmp": tmp, "train": result, "path": result.path, "doc": result.doc, "text": text, "json": js}
 
 
-def _independent_rows(store: Path, doc: dict[str, Any], part: str) -> tuple[np.ndarray, np.ndarray]:
-    """``X``, ``y`` of ``part`` rebuilt without genesis_fw.ml.dataset: features.build, labels_for_table
-    and the recorded boundary dates."""
-    table = resample(store / "candles" / "tBTCUSD_1m.parquet", "1h")
+def _independent_all(candles_1m: Path, horizon: int) -> tuple[np.ndarray, ...]:
+    """``X``, ``y``, bar open and label end times (ms) of every labelled 1h bar with features, rebuilt
+    without genesis_fw.ml.dataset: features.build and labels.labels_for_table on the whole data."""
+    table = resample(candles_1m, "1h")
     cfg = FeaturesConfig()
-    assert features.names(cfg) == doc["features"]["names"]
     feats = features.build(table, cfg)
     first = feats.warmup_dropped
-    labels = labels_for_table(table, "1h", doc["horizon"])
+    labels = labels_for_table(table, "1h", horizon)
     X_all = np.column_stack([feats.table.column(n).to_numpy() for n in features.names(cfg)])
     keep = labels.index >= first
     X = X_all[labels.index[keep] - first]
-    ts, end, y = labels.timestamp_ms[keep], labels.end_ms[keep], labels.price_up[keep].astype(np.int64)
+    finite = np.isfinite(X).all(axis=1)
+    return (X[finite], labels.price_up[keep][finite].astype(np.int64), labels.timestamp_ms[keep][finite],
+            labels.end_ms[keep][finite])
+
+
+def _independent_rows(store: Path, doc: dict[str, Any], part: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X``, ``y`` of ``part``: :func:`_independent_all` cut at the recorded boundary dates."""
+    assert features.names(FeaturesConfig()) == doc["features"]["names"]
+    X, y, ts, end = _independent_all(store / "candles" / "tBTCUSD_1m.parquet", doc["horizon"])
     b = doc["training_data"]["split"]["boundaries"]
-    rows = ((ts >= _ms(b[f"{part}_start"])) & (ts <= _ms(b[f"{part}_end"])) & (end <= _ms(b[f"{part}_label_end"]))
-            & np.isfinite(X).all(axis=1))
+    rows = (ts >= _ms(b[f"{part}_start"])) & (ts <= _ms(b[f"{part}_end"])) & (end <= _ms(b[f"{part}_label_end"]))
     assert rows.sum() == doc["training_data"]["split"]["rows"][part]
     return X[rows], y[rows]
 
@@ -267,14 +273,7 @@ def test_shipped_v1_baseline_evaluates_on_the_sample(tmp_path: Path):
     assert "no training data, so no test part: --split is ignored" in proc.stderr
     assert "hand-set baseline without training data" in proc.stderr and "optimistic" in proc.stderr
     doc = json.loads(SHIPPED_1H.read_text(encoding="utf-8"))
-    table = resample(SAMPLE, "1h")
-    cfg = FeaturesConfig()
-    feats = features.build(table, cfg)
-    labels = labels_for_table(table, "1h", doc["horizon"])
-    keep = labels.index >= feats.warmup_dropped
-    X = np.column_stack([feats.table.column(n).to_numpy() for n in doc["features"]["names"]])
-    X = X[labels.index[keep] - feats.warmup_dropped]
-    y = labels.price_up[keep].astype(np.int64)
+    X, y, _, _ = _independent_all(SAMPLE, doc["horizon"])
     p = model_file.load(SHIPPED_1H).predict_raw(X)
     assert result["split"] == "period" and result["rows"] == y.size
     _assert_scores(result["scores"], _sk_scores(y, p))
@@ -355,8 +354,15 @@ def test_period_of_a_trained_model_notes_in_sample_overlap(trained, tmp_path: Pa
     proc = _ok(run_cli("evaluate", trained["doc"]["name"], "--start", "2019-05-01", "--end", "2019-06-01",
                        "--format", "json", "--no-report", cwd=tmp_path, env=env))
     result = json.loads(proc.stdout)
-    assert result["split"] == "period" and result["period"]["start"] >= "2019-05-01"
+    # no bar of the period is lost to the features' warm-up: they are computed from the first candle
+    assert result["split"] == "period" and result["period"]["start"] == "2019-05-01T00:00:00Z"
     assert "in-sample, so optimistic" in proc.stderr
+    X, y, ts, end = _independent_all(trained["tmp"] / "store" / "candles" / "tBTCUSD_1m.parquet", HORIZON)
+    rows = (ts >= _ms("2019-05-01")) & (end < _ms("2019-06-01"))
+    assert result["rows"] == rows.sum()
+    loaded = model_file.load(trained["path"])
+    _assert_scores(result["raw_scores"], _sk_scores(y[rows], loaded.predict_raw(X[rows])))
+    _assert_scores(result["scores"], _sk_scores(y[rows], loaded.predict_proba(X[rows])))
     assert result["baseline_rates"] == json.loads(trained["json"].stdout)["baseline_rates"]
 
 

@@ -26,7 +26,8 @@ A hand-set baseline (``training_data`` null, e.g. the shipped ``tBTCUSD_1h_v1``)
 scored on the labelled bars of ``[start, end)`` (default: all the candles there are), and a note says
 so. Its yardsticks are the constant 0.5 (``rate_0.5``: knows nothing) and the evaluated period's own
 up-rate (``in_sample_rate``): a rate nobody could have known beforehand, so an optimistic yardstick,
-which a model must still beat to claim skill.
+which a model must still beat to claim skill. For any period, the features are computed from the
+dataset's first candle, so the period loses no bars to the features' warm-up.
 
 Units: probabilities and rates are fractions, log loss in nats, times UTC ISO strings.
 """
@@ -135,6 +136,25 @@ def _both_classes(y: np.ndarray, what: str) -> None:
                         "its up-rate is no usable baseline")
 
 
+def _period_examples(loaded: LoadedModel, store: CandleStore, start: str | None,
+                     end: str | None) -> tuple[dataset.Examples, np.ndarray]:
+    """The examples up to ``end`` and the positions of those opened at or after ``start`` (UTC).
+
+    The features are computed from the dataset's first candle, not from ``start``, so the first bars
+    of the period have their features (no warm-up lost) and they equal those of the whole data."""
+    t_start, t_end = parse_time(start, what="start"), parse_time(end, what="end")
+    if t_start is not None and t_end is not None and t_start >= t_end:
+        raise DataError(f"start {t_start.isoformat()} is not before end {t_end.isoformat()}")
+    ex = dataset.build(store, loaded.symbol, loaded.timeframe, loaded.features_config(), label_config(loaded),
+                       end=end)
+    rows = np.arange(ex.y.size) if t_start is None else np.flatnonzero(ex.labels.timestamp_ms >= to_ms(t_start))
+    if rows.size == 0:
+        raise DataError(f"no labelled {loaded.symbol} {loaded.timeframe} bars in [{start or '-inf'}, {end or '+inf'}) "
+                        f"({ex.identity['dataset']}: candles {ex.identity['start'][:16]} .. "
+                        f"{ex.identity['end'][:16]} UTC, horizon {loaded.horizon} bars)")
+    return ex, rows
+
+
 def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = None, start: str | None = None,
              end: str | None = None, threshold: float = 0.5, bins: int = 10) -> dict[str, Any]:
     """Score ``loaded`` on ``split`` (``train`` / ``validation`` / ``test``; ``None`` means ``test``) or on
@@ -160,9 +180,7 @@ def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = Non
     if td is None:
         if split is not None:
             notes.append(f"{loaded.name} has no training data, so no {split} part: --split is ignored")
-        ex = dataset.build(store, loaded.symbol, loaded.timeframe, loaded.features_config(), label_config(loaded),
-                           start=start, end=end)
-        rows = np.arange(ex.y.size)
+        ex, rows = _period_examples(loaded, store, start, end)
         y = ex.y[rows].astype(np.int64)
         _both_classes(y, "evaluated period")
         rates = {HALF: 0.5, IN_SAMPLE: float(y.mean())}
@@ -185,11 +203,9 @@ def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = Non
         _both_classes(y_va, "validation part")
         rates = {"train_rate": float(y_tr.mean()), "validation_rate": float(y_va.mean())}
         if period_given:
-            ex = dataset.build(store, loaded.symbol, loaded.timeframe, loaded.features_config(),
-                               label_config(loaded), start=start, end=end)
-            rows = np.arange(ex.y.size)
+            ex, rows = _period_examples(loaded, store, start, end)
             part = "period"
-            first, last = ex.labels.timestamp_ms[0], ex.labels.end_ms[-1]
+            first, last = ex.labels.timestamp_ms[rows[0]], ex.labels.end_ms[rows[-1]]
             fitted = _ms(boundaries["train_start"], "train_start"), _ms(boundaries["validation_label_end"], "end")
             if first <= fitted[1] and last >= fitted[0]:
                 notes.append(f"the period overlaps the training and validation parts ({boundaries['train_start'][:16]}"
