@@ -272,6 +272,19 @@ def test_non_finite_numbers_and_duplicate_keys(good):
     text = good.read_text()
     good.write_text(text.replace('"intercept": ', '"intercept": NaN, "x": ', 1))
     assert "NaN" in _error(good)
+    good.write_text(text.replace('"intercept": ', '"intercept": 1e999, "x": ', 1))
+    assert "1e999 is too large for a float" in _error(good)
+
+
+def test_a_damaged_high_water_mark_is_refused_not_guessed(tmp_path):
+    write_new(_doc(), tmp_path)
+    (tmp_path / ".versions.json").write_text('{"tBTCUSD_1h": "two"}')
+    with pytest.raises(ModelFileError, match=r"\.versions\.json: expected an object of version numbers"):
+        write_new(_doc(), tmp_path)
+    (tmp_path / ".versions.json").write_text('{"tBTCUSD_1h": ')
+    with pytest.raises(ModelFileError, match="unreadable high-water mark"):
+        write_new(_doc(), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("tBTCUSD_*.json")) == ["tBTCUSD_1h_v1.json"]
 
 
 def test_loading_executes_nothing_from_the_file(good, tmp_path):
