@@ -231,7 +231,8 @@ def test_names_reads_metadata_only(sites):
         """,
         _env(sites, "example"),
     )
-    assert out["names"] == {"model": ["always_half", "lgbm", "logreg", "up_rate"], "strategy": ["buy_and_hold", "ema_rsi"]}
+    assert out["names"] == {"model": ["always_half", "lgbm", "logreg", "up_rate"],
+                            "strategy": ["buy_and_hold", "ema_rsi"]}
     assert out["before"] == []
     # The check above can see an import: loading the plugin does import its module (but not sklearn).
     assert "genesis_fw_models.logreg" in out["after_load"] and "sklearn" not in out["after_load"]
