@@ -9,14 +9,18 @@ kernels on plain writable copies, one after the other, and requires the two to a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from genesis_fw import indicators
+from genesis_fw._util import arrow_to_numpy
 from genesis_fw.config import FeaturesConfig
 from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.ml import features
@@ -101,3 +105,34 @@ def test_values_equal_the_one_query_per_feature_computation(cfg):
         w = features.warmup_bars(cfg)
         for feature in got:
             same_bits(table_out.column(feature).to_numpy(), want[feature][w:], f"{feature} on {name} (build)")
+
+
+def test_features_process_loads_neither_pandas_nor_scikit_learn(btc_store):
+    """A cold `genesis-fw features` run (a real process) computes without importing pandas or
+    scikit-learn: pyarrow's to_numpy/pa.array import pandas on first use, a large share of a short
+    command's time, so the read, the hash and the features avoid them."""
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['genesis-fw', '--data-dir', {str(btc_store)!r}, 'features', '--symbol', 'tBTCUSD',"
+             " '--timeframe', '1m']\n"
+             "try:\n    runpy.run_module('genesis_fw', run_name='__main__')\n"
+             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn'}))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Wrote "), proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("arrow_type, dtype", [(pa.float64(), "float64"), (pa.int64(), "int64"),
+                                                (pa.int32(), "float64"), (pa.float32(), "float64")])
+def test_arrow_to_numpy_is_to_numpy(arrow_type, dtype):
+    """Same values, dtype and writability as pyarrow's to_numpy: one chunk, several, a slice, nulls,
+    empty, and types it leaves to pyarrow."""
+    base = [pa.array([1, 2, 3, 4], arrow_type), pa.array([5, 6], arrow_type)]
+    cases = [pa.chunked_array(base[:1]), pa.chunked_array(base), pa.chunked_array(base).slice(3),
+             base[0].slice(1, 2), pa.chunked_array([], arrow_type),
+             pa.chunked_array([pa.array([1, None, 3], arrow_type)])]
+    for col in cases:
+        got, want = arrow_to_numpy(col, dtype), col.to_numpy()
+        assert got.dtype == want.dtype and got.flags.writeable == want.flags.writeable, col
+        np.testing.assert_array_equal(got, want)

@@ -22,11 +22,11 @@ from typing import Any
 
 import attrs
 
-from .._util import atomic_path, write_text_atomic
+from .._util import arrow_to_numpy, atomic_path, write_text_atomic
 from ..config import FeaturesConfig
 from ..data.datasets import version_of
 from ..data.store import CandleStore, locate, read
-from ..data.timeframes import check_symbol, check_timeframe, parse_time
+from ..data.timeframes import check_symbol, check_timeframe, from_ms, parse_time
 from ..errors import DataError, OutputError
 from . import features
 
@@ -87,6 +87,8 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    import pyarrow as pa
+
     from ..data.hashing import content_sha256
 
     t_start = parse_time(start, what="start")
@@ -121,7 +123,7 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
             return FeatureRun(True, path, meta_path, old, notes)
         result = features.build(candles, cfg, kernels=kernels, window=window)
     table = result.table
-    ts = table.column("timestamp")
+    ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")  # UTC ms; no Arrow scalars (pandas)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "request": request,
@@ -133,8 +135,8 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
         "candles": candles.num_rows,
         "rows": table.num_rows,
         "warmup_dropped": result.warmup_dropped,
-        "first_timestamp": ts[0].as_py().isoformat(),
-        "last_timestamp": ts[-1].as_py().isoformat(),
+        "first_timestamp": from_ms(int(ts[0])).isoformat(),
+        "last_timestamp": from_ms(int(ts[-1])).isoformat(),
         "features": features.names(cfg),
         "definitions_hash": defs_hash,
         "params": attrs.asdict(cfg),

@@ -24,6 +24,7 @@ import attrs
 import numpy as np
 
 from .. import indicators, sqlfiles
+from .._util import arrow_to_numpy
 from ..config import FeaturesConfig
 from ..errors import DataError
 
@@ -105,7 +106,7 @@ def compute(candles: pa.Table, cfg: FeaturesConfig, *, kernels: Future[None] | N
             window = pool.submit(window_features, candles, cfg)
         if kernels is not None:
             kernels.result()
-        h, lo, c = (_read_only(np.ascontiguousarray(candles.column(k).to_numpy(), dtype=np.float64))
+        h, lo, c = (_read_only(np.ascontiguousarray(arrow_to_numpy(candles.column(k), "float64"), dtype=np.float64))
                     for k in ("high", "low", "close"))
         out = _recursive_arrays(h, lo, c, cfg)
         out.update(window.result())
@@ -136,11 +137,6 @@ def _recursive_arrays(h: np.ndarray, lo: np.ndarray, c: np.ndarray, cfg: Feature
 def window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
     """The window features (``sql/features/``, run by DuckDB) of ``candles``, NaN where undefined."""
     import duckdb
-    import pyarrow.compute as pc
-
-    def floats(values: pa.Array) -> np.ndarray:
-        return np.ascontiguousarray(pc.fill_null(values, float("nan")).to_numpy(zero_copy_only=False),
-                                    dtype=np.float64)
 
     out: dict[str, np.ndarray] = {}
     con = duckdb.connect()
@@ -152,12 +148,23 @@ def window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndar
 
         lags = list(cfg.return_lags)
         for k, values in zip(lags, run("features/log_return", lags=lags), strict=True):
-            out[f"log_return_{k}"] = floats(values.values) if values.is_valid else np.full(candles.num_rows, np.nan)
-        out[f"volatility_{cfg.volatility_window}"] = floats(run("features/volatility", window=cfg.volatility_window))
-        out[f"volume_z_{cfg.volume_window}"] = floats(run("features/volume_zscore", window=cfg.volume_window))
+            out[f"log_return_{k}"] = _floats(values.values) if values.is_valid else np.full(candles.num_rows, np.nan)
+        out[f"volatility_{cfg.volatility_window}"] = _floats(run("features/volatility", window=cfg.volatility_window))
+        out[f"volume_z_{cfg.volume_window}"] = _floats(run("features/volume_zscore", window=cfg.volume_window))
     finally:
         con.close()
     return out
+
+
+def _floats(values: pa.Array) -> np.ndarray:
+    """A float64 Arrow array (a query's result) as numpy, NaN where it is null (without pandas:
+    see :func:`genesis_fw._util.arrow_to_numpy`)."""
+    if not values.null_count:
+        return arrow_to_numpy(values, "float64")
+    validity, data = values.buffers()[:2]
+    x = np.frombuffer(data, dtype=np.float64, count=len(values), offset=values.offset * 8)
+    valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return np.where(valid[values.offset:values.offset + len(values)].astype(bool), x, np.nan)
 
 
 @attrs.frozen
@@ -190,5 +197,6 @@ def build(candles: pa.Table, cfg: FeaturesConfig, *, kernels: Future[None] | Non
             bad = int(np.flatnonzero(~np.isfinite(col))[0]) + warmup
             raise DataError(f"feature {name} is not finite at candle {bad} after the warm-up; check the candles "
                             "(genesis-fw validate)")
-        columns[name] = pa.array(col, pa.float64())
+        # The array's own memory, as pa.array(col) would copy it, minus pa.array's pandas import.
+        columns[name] = pa.Array.from_buffers(pa.float64(), col.size, [None, pa.py_buffer(col)])
     return Features(pa.table(columns), warmup)
