@@ -53,8 +53,10 @@ class Bars:
         """From a ``pyarrow.Table`` with the store's candle schema."""
         import pyarrow as pa
 
-        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-        cols = {n: np.ascontiguousarray(table.column(n).to_numpy(), dtype=np.float64)
+        from ._util import arrow_to_numpy
+
+        ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")
+        cols = {n: np.ascontiguousarray(arrow_to_numpy(table.column(n), "float64"), dtype=np.float64)
                 for n in ("open", "high", "low", "close", "volume")}
         return cls(timestamp=np.ascontiguousarray(ts, dtype=np.int64), **cols)
 
