@@ -355,8 +355,9 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     for note in replaced:
         _note(f"Note: {note}")
     d = result.dataset
+    history = f"; {result.history_bars:,} history bars before it" if result.history_bars else ""
     click.echo(f"{result.strategy} on {d['symbol']} {d['timeframe']}: {d['num_bars']:,} bars "
-               f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path)")
+               f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path{history})")
     for key, label, kind in _SUMMARY:
         if key in result.metrics:
             click.echo(f"  {label:<14} {_fmt(result.metrics[key], kind):>14}")
