@@ -254,6 +254,22 @@ def make_strategy(cfg: RuntimeConfig) -> Strategy:
     return instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
 
 
+def with_period(cfg: RuntimeConfig, period: str) -> RuntimeConfig:
+    """``cfg`` with ``start`` / ``end`` set to the strategy's named period (``backtest --period``), e.g. the
+    ``test`` part of the model an ``ml_model`` strategy uses (:meth:`Strategy.periods`). A strategy that
+    names no such period is a :class:`ConfigError`; the strategy's own reasons (a baseline model without
+    training data) are its :class:`GenesisError`."""
+    strategy = make_strategy(cfg)
+    name = cfg.strategy.name
+    periods = _call(name, "periods", strategy.periods) or {}
+    if period not in periods:
+        known = f"it knows {', '.join(sorted(periods))}" if periods else "it names no periods (only strategies " \
+            "that use a trained model, like ml_model, do)"
+        raise ConfigError(f"strategy {name!r} has no period {period!r}: {known}; give --start and --end instead")
+    start, end = periods[period]
+    return attrs.evolve(cfg, start=start, end=end)
+
+
 def check_targets(targets: Any, n: int, *, where: str) -> np.ndarray:
     """Validate a strategy's decisions: ``n`` floats, each LONG (1), SHORT (-1), FLAT (0) or NaN (keep)."""
     try:
