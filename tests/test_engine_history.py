@@ -161,3 +161,20 @@ def test_a_bad_history_answer_is_a_plugin_error(monkeypatch):
         _run(monkeypatch, _BadHistory(), start="2019-04-02", end="2019-04-03")
     with pytest.raises(AssertionError, match="history_bars"):
         check_strategy(_BadHistory, sample_bars(500))
+
+
+def test_the_report_says_which_bars_were_history(monkeypatch):
+    from genesis_fw.backtest.report import render_html
+
+    res = _run(monkeypatch, Momentum(_MomentumParams(40)), start="2019-04-02", end="2019-04-02T06:00")
+    text = " ".join(render_html(res).split())
+    h = res.dataset["history"]
+    assert f"40 bars before the first bar (40 asked), from {h['first_bar'][:16].replace('T', ' ')}" in text
+    assert h["sha256"] in text
+    plain = _run(monkeypatch, _HoldFirst(), start="2019-04-02", end="2019-04-02T06:00")
+    assert "not traded)</th><td>none</td>" in " ".join(render_html(plain).split())
+
+
+class _HoldFirst(Strategy):
+    def next(self, i):
+        return 1.0 if i == 0 else None
