@@ -174,7 +174,8 @@ class MlModel(Strategy):
 
 
 def _check_features(m: LoadedModel) -> None:
-    """Refuse a model whose recorded features are not what this framework computes for its parameters."""
+    """Refuse a model whose recorded features are not what this framework computes for its parameters.
+    (Feature names that are not those of the parameters are refused by ``model_file.load`` already.)"""
     from genesis_fw.errors import ModelFileError
     from genesis_fw.ml import features
 
@@ -186,13 +187,6 @@ def _check_features(m: LoadedModel) -> None:
             f"model {m.name} was trained on other feature definitions than this framework computes for its "
             f"feature parameters (definitions hash {recorded[:12]} in the file, {ours[:12]} here): retrain it "
             "with genesis-fw train")
-    expected = features.names(cfg)
-    if list(m.feature_names) != expected:
-        missing = [n for n in m.feature_names if n not in expected]
-        raise ModelFileError(
-            f"model {m.name} expects features {', '.join(m.feature_names)} but its feature parameters give "
-            f"{', '.join(expected)}" + (f" ({', '.join(missing)} not computed)" if missing else "")
-            + ": retrain it with genesis-fw train")
 
 
 def _candles(bars: Bars) -> Any:
