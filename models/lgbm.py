@@ -26,6 +26,8 @@ import numpy as np
 from genesis_fw.errors import PluginError
 from genesis_fw.model import Model
 
+from ._lgbm_text import check as check_booster_text
+
 MISSING = "model type lgbm needs LightGBM: pip install 'genesis-fw[lightgbm]'"
 
 
@@ -137,8 +139,11 @@ class Lgbm(Model):
         return self
 
     def _set_booster(self, lgb: Any, text: str, n_features: int) -> None:
+        # LightGBM's C++ parser trusts its input (a crafted text can crash, hang or misread memory), so the
+        # text is checked in Python first and LightGBM gets only the checked header and trees.
+        checked = check_booster_text(text, n_features)
         try:
-            booster = lgb.Booster(model_str=text)
+            booster = lgb.Booster(model_str=checked)
         except lgb.basic.LightGBMError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"booster text is not a valid LightGBM model: {first}") from None
