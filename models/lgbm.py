@@ -10,6 +10,17 @@ State (``to_state``): ``booster``, the booster in LightGBM's own text format
 the file (no pickle). The fitted model predicts from a booster rebuilt from that same text, so a
 model loaded from its file predicts bit for bit what the fitted one did.
 
+LightGBM's C++ parser trusts its input, and a hand-edited text can crash the process (a
+``split_feature`` past the features), hang it (a child link back to the root), abort it (stale
+``tree_sizes``), exhaust memory (a huge ``num_class``) or make it predict from memory outside the tree
+(a ``right_child`` past the leaves). So the text is first checked in Python by
+:func:`genesis_fw_models._lgbm_text.check`, strictly and bounded: only what LightGBM 4.x writes for a
+binary model with numerical splits on ``n_features`` features (header values, ``tree_sizes`` equal to
+the real tree blocks, each tree's arrays and lengths, split features in range, child links forming a
+tree, finite numbers, no categorical or linear trees, at most 100,000 trees of 131,072 leaves, 64 MiB),
+and LightGBM gets only the checked header and trees. Anything else is a one-line :class:`ValueError`
+from :meth:`Lgbm.from_state`, which a model file load reports as a ``ModelFileError``.
+
 Training is deterministic: ``deterministic=True``, row-wise histograms, one fixed ``seed`` for
 every random choice (row and feature sampling, binning), and a fixed thread count (``num_threads``,
 default 1) so the trees do not depend on how many cores the machine has.
