@@ -10,6 +10,17 @@ State (``to_state``): ``booster``, the booster in LightGBM's own text format
 the file (no pickle). The fitted model predicts from a booster rebuilt from that same text, so a
 model loaded from its file predicts bit for bit what the fitted one did.
 
+LightGBM's C++ parser trusts its input, and a hand-edited text can crash the process (a
+``split_feature`` past the features), hang it (a child link back to the root), abort it (stale
+``tree_sizes``), exhaust memory (a huge ``num_class``) or make it predict from memory outside the tree
+(a ``right_child`` past the leaves). So the text is first checked in Python by
+:func:`genesis_fw_models._lgbm_text.check`, strictly and bounded: only what LightGBM 4.x writes for a
+binary model with numerical splits on ``n_features`` features (header values, ``tree_sizes`` equal to
+the real tree blocks, each tree's arrays and lengths, split features in range, child links forming a
+tree, finite numbers, no categorical or linear trees, at most 100,000 trees of 131,072 leaves, 64 MiB),
+and LightGBM gets only the checked header and trees. Anything else is a one-line :class:`ValueError`
+from :meth:`Lgbm.from_state`, which a model file load reports as a ``ModelFileError``.
+
 Training is deterministic: ``deterministic=True``, row-wise histograms, one fixed ``seed`` for
 every random choice (row and feature sampling, binning), and a fixed thread count (``num_threads``,
 default 1) so the trees do not depend on how many cores the machine has.
@@ -25,6 +36,8 @@ import numpy as np
 
 from genesis_fw.errors import PluginError
 from genesis_fw.model import Model
+
+from ._lgbm_text import check as check_booster_text
 
 MISSING = "model type lgbm needs LightGBM: pip install 'genesis-fw[lightgbm]'"
 
@@ -137,8 +150,11 @@ class Lgbm(Model):
         return self
 
     def _set_booster(self, lgb: Any, text: str, n_features: int) -> None:
+        # LightGBM's C++ parser trusts its input (a crafted text can crash, hang or misread memory), so the
+        # text is checked in Python first and LightGBM gets only the checked header and trees.
+        checked = check_booster_text(text, n_features)
         try:
-            booster = lgb.Booster(model_str=text)
+            booster = lgb.Booster(model_str=checked)
         except lgb.basic.LightGBMError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"booster text is not a valid LightGBM model: {first}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,9 +115,9 @@ def test_bad_state_is_refused(Lgbm, sample_xy):
         jsonschema.validate({**state, "booster": "import os"}, Lgbm.state_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"booster": state["booster"]}, Lgbm.state_schema)
-    with pytest.raises(ValueError, match="not a valid LightGBM model"):
+    with pytest.raises(ValueError, match="no header followed by a blank line and Tree=0"):
         Lgbm.from_state(Lgbm.Params(), {**state, "booster": "tree\nversion=v4\nnum_class=1\ngarbage"})
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=f"max_feature_idx={X.shape[1] - 1}, expected {X.shape[1]}"):
         Lgbm.from_state(Lgbm.Params(), {**state, "n_features": X.shape[1] + 1})
     loaded = Lgbm.from_state(Lgbm.Params(), state)
     with pytest.raises(ValueError, match=f"expected X of shape \\(n, {X.shape[1]}\\)"):
@@ -182,3 +183,250 @@ def test_listing_plugins_does_not_import_lightgbm():
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"exit": 0, "listed": True, "module": True,
                                                                 "lightgbm": False}
+
+
+# --- Hand-edited or hostile booster text -------------------------------------------------------------------------
+# The booster string of a model file reaches LightGBM's C++ parser, which trusts it: an out-of-range feature index
+# segfaults, a child cycle never returns, stale tree_sizes abort the process. Each case below is an edit of a real
+# fitted booster and must be a one-line ValueError from from_state. Each runs in its own subprocess with a timeout,
+# so a crash or a hang fails the test instead of killing pytest.
+
+_LOAD_CODE = """
+import json, sys
+import numpy as np
+from genesis_fw.plugins import load
+
+Lgbm = load("model", "lgbm")
+state = json.loads(open(sys.argv[1]).read())
+try:
+    model = Lgbm.from_state(Lgbm.Params(), state)
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+else:
+    p = model.predict_proba(np.random.default_rng(0).normal(size=(50, state["n_features"])) * 3)
+    print(json.dumps({"loaded": [float(v) for v in p]}))
+"""
+
+
+def _trees_resized(text: str) -> str:
+    """``text`` with its ``tree_sizes`` line recomputed from the Tree= blocks as they now are (what LightGBM
+    would have written), so an edit reaches the tree checks instead of failing on stale sizes."""
+    head, sep, rest = text.partition("\n\nTree=")
+    body, end, tail = ("Tree=" + rest).partition("end of trees\n")
+    blocks = ["Tree=" + b for b in body.split("Tree=")[1:]]
+    sizes = " ".join(str(len(b.encode())) for b in blocks)
+    head = "\n".join(f"tree_sizes={sizes}" if line.startswith("tree_sizes=") else line for line in head.split("\n"))
+    return head + sep + body[len("Tree="):] + end + tail
+
+
+def _edit_tree0(text: str, key: str, value: str) -> str:
+    """Set ``key`` of the first tree to ``value`` (sizes left stale)."""
+    start = text.index("\nTree=0\n")
+    at = text.index(f"\n{key}=", start) + 1
+    stop = text.index("\n", at)
+    return text[:at] + f"{key}={value}" + text[stop:]
+
+
+def _set_list0(text: str, key: str, index: int, value: str) -> str:
+    start = text.index("\nTree=0\n")
+    at = text.index(f"\n{key}=", start) + 1
+    stop = text.index("\n", at)
+    values = text[at + len(key) + 1:stop].split(" ")
+    values[index] = value
+    return _edit_tree0(text, key, " ".join(values))
+
+
+@pytest.fixture(scope="module")
+def real_booster(Lgbm) -> dict:
+    """A real fitted booster's state: 4 features, 8 trees of up to 7 leaves, nothing hand-made."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4))
+    y = ((X[:, 0] + 0.5 * X[:, 1] * X[:, 2] + rng.normal(size=3000)) > 0).astype(int)
+    return Lgbm(Lgbm.Params(n_estimators=8, num_leaves=7, min_child_samples=20)).fit(X, y).to_state()
+
+
+def _hostile_cases(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (edited booster text, pattern the error message must match)."""
+    r = _trees_resized
+    assert "\ndecision_type=2 " in text  # numerical splits, default-left, as this booster was trained
+    return {
+        "split_feature_out_of_range": (r(_set_list0(text, "split_feature", 0, "999999")), r"Tree=0.*split_feature"),
+        "child_cycle": (r(_set_list0(_set_list0(text, "left_child", 0, "0"), "right_child", 0, "0")),
+                        r"Tree=0.*(node 0|reached)"),
+        "child_out_of_range": (r(_set_list0(text, "right_child", 0, "-99999")), r"Tree=0.*right_child"),
+        "tree_sizes_stale": (_set_list0(text, "leaf_value", 0, "0.25"), r"tree_sizes"),
+        "tree_sizes_missing": ("\n".join(x for x in text.split("\n") if not x.startswith("tree_sizes=")),
+                               r"tree_sizes"),
+        "num_class_huge": (text.replace("\nnum_class=1\n", "\nnum_class=100000000\n"), r"num_class"),
+        "num_leaves_huge": (r(_edit_tree0(text, "num_leaves", "2000000000")), r"Tree=0.*num_leaves"),
+        "leaf_value_not_finite": (r(_set_list0(text, "leaf_value", 0, "nan")), r"Tree=0.*leaf_value"),
+        "threshold_overflows": (r(_set_list0(text, "threshold", 0, "1e999")), r"Tree=0.*threshold"),
+        "objective_regression": (text.replace("\nobjective=binary sigmoid:1\n", "\nobjective=regression\n"),
+                                 r"objective"),
+        "categorical_split": (r(_set_list0(text, "decision_type", 0, "1")), r"Tree=0.*decision_type"),
+        "unknown_header_line": (text.replace("\nlabel_index=0\n", "\nlabel_index=0\nlinear_tree=1\n"), r"linear_tree"),
+        "parameter_line_without_colon": (text.replace("\n[boosting: gbdt]\n", "\n[boosting gbdt]\n"),
+                                         r"parameters"),
+        "nul_byte": (text.replace("\nversion=v4\n", "\nversion=v4\x00\n"), r"character"),
+    }
+
+
+def test_hostile_booster_texts_are_one_line_errors_not_crashes(real_booster, tmp_path):
+    cases = _hostile_cases(real_booster["booster"])
+    procs = {}
+    for name, (text, _) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**real_booster, "booster": text}))
+        procs[name] = subprocess.Popen([sys.executable, "-c", _LOAD_CODE, str(path)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+    problems = {}
+    for name, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            problems[name] = "did not finish within 120 s (hang)"
+            continue
+        if proc.returncode != 0:
+            problems[name] = f"exit code {proc.returncode}: {err.strip()[-300:]}"
+            continue
+        got = json.loads(out.strip().splitlines()[-1])
+        pattern = cases[name][1]
+        if got.get("error") != "ValueError" or "\n" in got["message"] or not re.search(pattern, got["message"]):
+            problems[name] = f"expected a one-line ValueError matching {pattern!r}, got {got}"
+    assert not problems, problems
+
+
+def test_genuine_booster_text_is_accepted_and_predicts_what_lightgbm_does(Lgbm, real_booster):
+    import lightgbm
+
+    X = np.random.default_rng(5).normal(size=(400, 4)) * 2
+    model = Lgbm.from_state(Lgbm.Params(), real_booster)
+    assert model.to_state() == real_booster  # stored text kept byte for byte
+    direct = lightgbm.Booster(model_str=real_booster["booster"]).predict(X)
+    assert np.array_equal(model.predict_proba(X), direct)
+    # A booster whose trees could not split (one leaf each, empty arrays) is genuine too.
+    one_leaf = Lgbm(Lgbm.Params(n_estimators=3, min_child_samples=900)).fit(X[:, :2], np.arange(400) % 2)
+    assert "\nnum_leaves=1\n" in one_leaf.to_state()["booster"]
+    assert np.array_equal(Lgbm.from_state(Lgbm.Params(), one_leaf.to_state()).predict_proba(X[:, :2]),
+                          one_leaf.predict_proba(X[:, :2]))
+
+
+def test_model_file_with_a_hostile_booster_is_a_model_file_error(real_booster, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    doc = json.loads((root / "config" / "models" / "tBTCUSD_1h_v1.json").read_text())
+    k = len(doc["features"]["names"])
+    code = """
+import json, sys
+import numpy as np
+from genesis_fw.errors import ModelFileError
+from genesis_fw.ml import model_file
+from genesis_fw.plugins import load
+
+Lgbm = load("model", "lgbm")
+doc = json.loads(open(sys.argv[1]).read())
+X = np.random.default_rng(4).normal(size=(2000, int(sys.argv[3])))
+state = Lgbm(Lgbm.Params(n_estimators=3)).fit(X, (X[:, 0] > 0).astype(int)).to_state()
+text = state["booster"]
+start = text.index("\\nTree=0\\n")
+at = text.index("\\nsplit_feature=", start) + len("\\nsplit_feature=")
+doc.update(model_type="lgbm", model_type_version=Lgbm.state_version, params={},
+           state={"booster": text[:at] + "99" + text[at + 1:], "n_features": state["n_features"]})
+open(sys.argv[2], "w").write(json.dumps(doc))
+try:
+    model_file.load(sys.argv[2])
+    print("loaded")
+except ModelFileError as exc:
+    print("refused:", exc)
+"""
+    target = tmp_path / "tBTCUSD_1h_v1.json"
+    src = tmp_path / "base.json"
+    src.write_text(json.dumps(doc))
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(target), str(k)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"refused: {target}: the lgbm state cannot be loaded: ValueError: "), last
+    assert "tree_sizes" in last or "split_feature" in last
+
+
+_FUZZ_TOKENS = ["0", "1", "-1", "2", "3", "6", "7", "8", "10", "12", "999999", "-99999", "2147483648", "0.5", "-0.5",
+                "1e308", "-1e308", "1e-320", "nan", "inf", "-inf", "", "x", "1 2", "=", "[", "]", ":", "Tree=1"]
+_FUZZ_LOAD = """
+import json, sys
+import numpy as np
+from genesis_fw.plugins import load
+
+Lgbm = load("model", "lgbm")
+X = np.random.default_rng(0).normal(size=(300, 4)) * 3
+X[::7, 1] = np.nan  # missing values and exact zeros reach every missing-value rule a decision_type may name
+X[::5, 2] = 0.0
+out = []
+for state in json.loads(open(sys.argv[1]).read()):
+    try:
+        p = Lgbm.from_state(Lgbm.Params(), state).predict_proba(X)
+        out.append(bool(p.shape == (300,) and np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))))
+    except Exception as exc:
+        out.append(f"{type(exc).__name__}: {exc}")
+print(json.dumps(out))
+"""
+
+
+def test_single_line_edits_are_refused_or_load_and_predict_probabilities(real_booster, tmp_path):
+    """Random one-line edits of a real booster (a token, a whole line, a line deleted or doubled; tree_sizes
+    recomputed or not): the check refuses them with ValueError (in-process: it is plain Python), or LightGBM
+    loads them and predicts finite probabilities in [0, 1]. What the check accepts goes to LightGBM in one
+    subprocess with a timeout, so a crash or hang there fails the test."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from genesis_fw_models._lgbm_text import check
+
+    text = real_booster["booster"]
+    lines = text.split("\n")
+    model_lines = text[:text.index("end of trees\n")].count("\n")  # header and trees
+    token = st.one_of(st.sampled_from(_FUZZ_TOKENS), st.integers(-20, 20).map(str), st.floats().map(repr))
+    accepted: list[str] = []
+    refused: list[str] = []
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(i=st.one_of(st.integers(0, model_lines - 1), st.integers(0, len(lines) - 1)),
+           kind=st.sampled_from(["token", "token", "token", "line", "delete", "double"]),
+           j=st.integers(0, 200), new=token, resize=st.booleans())
+    def edit(i: int, kind: str, j: int, new: str, resize: bool) -> None:
+        line = lines[i]
+        if kind == "token":
+            key, eq, rest = line.partition("=")
+            tokens = rest.split(" ") if eq else line.split(" ")
+            tokens[j % len(tokens)] = new
+            line = key + eq + " ".join(tokens) if eq else " ".join(tokens)
+        replacement = {"token": [line], "line": [new], "delete": [], "double": [line, line]}[kind]
+        edited = lines[:i] + replacement + lines[i + 1:]
+        candidate = "\n".join(edited)
+        if resize:
+            try:
+                candidate = _trees_resized(candidate)
+            except ValueError:  # the edit broke the layout _trees_resized relies on: keep it as edited
+                pass
+        if candidate == text:
+            return
+        try:
+            check(candidate, 4)
+        except ValueError as exc:
+            assert "\n" not in str(exc)
+            refused.append(candidate)
+        else:
+            accepted.append(candidate)
+
+    edit()
+    print(f"{len(refused)} edits refused, {len(accepted)} accepted")
+    assert len(refused) > 50 and len(accepted) > 20, (len(refused), len(accepted))
+    cases = tmp_path / "accepted.json"
+    cases.write_text(json.dumps([{**real_booster, "booster": t} for t in accepted]))
+    proc = subprocess.run([sys.executable, "-c", _FUZZ_LOAD, str(cases)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"exit code {proc.returncode}: {proc.stderr[-500:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    bad = [(r, t) for r, t in zip(results, accepted, strict=True) if r is not True]
+    assert not bad, bad[:3]
