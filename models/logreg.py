@@ -36,7 +36,9 @@ class LogReg(Model):
         "type": "object",
         "required": ["mean", "scale", "coef", "intercept"],
         "additionalProperties": False,
-        "properties": {"mean": _VECTOR, "scale": _VECTOR, "coef": _VECTOR, "intercept": {"type": "number"}},
+        "properties": {"mean": _VECTOR, "coef": _VECTOR, "intercept": {"type": "number"},
+                       # x_std = (x - mean) / scale: a scale of 0 divides by zero, a negative one flips the sign.
+                       "scale": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}},
     }
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogReg:
