@@ -129,7 +129,8 @@ def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
       value builds a ``Params``; ``Params`` survives a trip through JSON (how a model file stores it);
     * the JSON round trip of a model file: ``to_state()`` holds only plain JSON types (dict with str
       keys, list, str, int, float, bool, None; no numpy scalars or arrays, no tuples), is finite
-      (``json.dumps`` with ``allow_nan=False``), passes ``state_schema`` when the type declares one, and ``from_state`` of
+      (``json.dumps`` with ``allow_nan=False``), passes ``state_schema`` when the type declares one,
+      and ``from_state`` of
       ``json.loads`` of it predicts bit for bit (``np.array_equal``) what the fitted model does, on
       the training rows and on new ones.
     """
@@ -195,8 +196,8 @@ def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
     assert isinstance(state, dict), f"{name}.to_state() must return a dict, got {type(state).__name__}"
     where = _not_plain_json(state)
     assert where is None, (
-        f"{name}.to_state() is not plain JSON: it holds {where}; use plain Python values (float(x), int(x), array.tolist()), "
-        "not numpy scalars, arrays or tuples")
+        f"{name}.to_state() is not plain JSON: it holds {where}; use plain Python values (float(x), int(x), "
+        "array.tolist()), not numpy scalars, arrays or tuples")
     try:
         text = json.dumps(state, allow_nan=False)
     except (TypeError, ValueError) as exc:
