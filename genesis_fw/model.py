@@ -5,6 +5,18 @@ Model types follow scikit-learn's habits: ``__init__`` only stores ``params`` (n
 ``fit`` raises a clear error. ``X`` is a 2-D float array (rows = bars, columns = features),
 ``y`` a 1-D array of 0/1 labels; ``predict_proba`` returns P(label = 1) for each row.
 
+``predict_proba`` must treat each row on its own and leave ``X`` unchanged: a row's probability is the
+same, bit for bit, whether it is predicted alone, in a chunk or with all rows. A model that
+standardises with the statistics of the batch it is given uses the future when the ``ml_model``
+strategy predicts all bars at once. ``fit`` must be deterministic: two fits on the same data give
+bit-identical predictions (fix any random seed in ``Params``).
+
+Not fitted: ``predict_proba`` (and ``to_state``) of a model that was neither fitted nor rebuilt by
+``from_state`` must raise :class:`NotFittedError`; call :meth:`Model.check_fitted` first thing. The base
+class records that a model was fitted: every ``fit`` and ``from_state`` a subclass defines is wrapped
+so that its successful return marks the model, so attributes set in ``__init__`` (even ones ending
+in ``_``) never make an unfitted model look fitted.
+
 Models are data, not code. A fitted model gives its learned state as plain JSON values
 (:meth:`Model.to_state`) and is rebuilt from them (:meth:`Model.from_state`) without executing
 anything from the file: no pickle, no ``eval``, no imports named by the file. The rebuilt model
@@ -22,6 +34,7 @@ A model type also declares
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,6 +79,51 @@ class Model:
         exactly what the fitted model did and must not execute anything found in ``state``."""
         raise NotImplementedError(f"{cls.__name__} must implement from_state() to be loaded")
 
-    def _check_fitted(self) -> None:
-        if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "fit" in own and not getattr(own["fit"], "_marks_fitted", False):
+            cls.fit = _marking_fit(own["fit"])  # type: ignore[method-assign]
+        if isinstance(own.get("from_state"), classmethod) and not getattr(own["from_state"].__func__,
+                                                                         "_marks_fitted", False):
+            cls.from_state = classmethod(_marking_from_state(own["from_state"].__func__))  # type: ignore[assignment]
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once ``fit`` returned or the model was rebuilt by ``from_state``."""
+        return bool(self.__dict__.get(_FITTED, False))
+
+    def check_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless the model was fitted or rebuilt by ``from_state``; call it
+        first in ``predict_proba`` and ``to_state``."""
+        if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(X, y) first")
+
+    #: The former name of :meth:`check_fitted`, kept for existing plugins.
+    _check_fitted = check_fitted
+
+
+_FITTED = "_genesis_fitted"
+
+
+def _marking_fit(fit: Any) -> Any:
+    @functools.wraps(fit)
+    def wrapper(self: Model, *args: Any, **kwargs: Any) -> Any:
+        out = fit(self, *args, **kwargs)
+        self.__dict__[_FITTED] = True
+        return out
+
+    wrapper._marks_fitted = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _marking_from_state(from_state: Any) -> Any:
+    @functools.wraps(from_state)
+    def wrapper(cls: type, *args: Any, **kwargs: Any) -> Any:
+        out = from_state(cls, *args, **kwargs)
+        if isinstance(out, Model):
+            out.__dict__[_FITTED] = True
+        return out
+
+    wrapper._marks_fitted = True  # type: ignore[attr-defined]
+    return wrapper

@@ -96,15 +96,45 @@ def check_strategy(cls: type, bars: Bars | None = None, params: Any = None, *, p
             assert _same(part_fast, fast[:k]), f"{cls.__name__}.targets looks ahead (prefix of {k} bars differs)"
 
 
+_JSON_TYPES = (dict, list, str, int, float, bool, type(None))
+
+
+def _not_plain_json(value: Any) -> str | None:
+    """Where ``value`` holds something other than exactly dict/list/str/int/float/bool/None (a numpy
+    scalar is a float subclass that ``json.dumps`` accepts, but it is not plain JSON)."""
+    stack: list[tuple[Any, str]] = [(value, "state")]
+    while stack:
+        item, at = stack.pop()
+        if type(item) not in _JSON_TYPES:
+            kind = type(item)
+            origin = "a numpy " if kind.__module__ == "numpy" else "a "
+            return f"{origin}{kind.__name__} at {at}"
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if type(key) is not str:
+                    return f"a {type(key).__name__} key at {at}"
+                stack.append((sub, f"{at}[{key!r}]"))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+    return None
+
+
 def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
     """Check a model type against the contract in :mod:`genesis_fw.model`:
 
     * ``fit`` returns self, ``predict_proba`` before ``fit`` raises :class:`NotFittedError`,
-      probabilities have shape ``(n,)`` and lie in [0, 1], fitting twice gives the same predictions;
+      probabilities have shape ``(n,)`` and lie in [0, 1], ``fit`` and ``predict_proba`` leave ``X``
+      unchanged, fitting twice gives bit-identical predictions (``np.array_equal``: a nondeterministic
+      fit fails);
+    * each row is predicted on its own: all rows at once, in chunks and one row at a time give
+      bit-identical probabilities (a model that standardises with the statistics of the batch it is
+      given fails: that is lookahead in the ``ml_model`` strategy's all-bars-at-once fast path);
     * ``state_version`` is an int >= 1, every ``grid`` key is a ``Params`` field and every candidate
       value builds a ``Params``; ``Params`` survives a trip through JSON (how a model file stores it);
-    * the JSON round trip of a model file: ``to_state()`` is plain JSON (``json.dumps`` with
-      ``allow_nan=False``), passes ``state_schema`` when the type declares one, and ``from_state`` of
+    * the JSON round trip of a model file: ``to_state()`` holds only plain JSON types (dict with str
+      keys, list, str, int, float, bool, None; no numpy scalars or arrays, no tuples), is finite
+      (``json.dumps`` with ``allow_nan=False``), passes ``state_schema`` when the type declares one,
+      and ``from_state`` of
       ``json.loads`` of it predicts bit for bit (``np.array_equal``) what the fitted model does, on
       the training rows and on new ones.
     """
@@ -138,12 +168,26 @@ def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
         pass
     else:
         raise AssertionError(f"{name}.predict_proba before fit must raise NotFittedError")
-    assert model.fit(X, y) is model, f"{name}.fit must return self"
-    p = np.asarray(model.predict_proba(X))
+    X_given, y_given = X.copy(), y.copy()
+    assert model.fit(X_given, y_given) is model, f"{name}.fit must return self"
+    assert np.array_equal(X_given, X) and np.array_equal(y_given, y), f"{name}.fit changes its input X or y"
+    X_given = X.copy()
+    p = np.asarray(model.predict_proba(X_given))
+    assert np.array_equal(X_given, X), f"{name}.predict_proba changes its input X; it must leave X as it is"
     assert p.shape == (400,), f"{name}.predict_proba returned shape {p.shape}; expected (400,)"
     assert np.all((p >= 0) & (p <= 1)), f"{name}.predict_proba returned values outside [0, 1]"
-    p2 = np.asarray(cls(params).fit(X, y).predict_proba(X))
-    assert np.allclose(p, p2), f"{name}: fitting twice on the same data gave different predictions"
+    p2 = np.asarray(cls(params).fit(X.copy(), y.copy()).predict_proba(X.copy()))
+    assert np.array_equal(p, p2), (
+        f"{name}: fitting twice on the same data gave different predictions (largest difference "
+        f"{np.max(np.abs(p - p2)) if p.shape == p2.shape else 'in shape'}); fit must be deterministic")
+    for how, parts in (("in chunks of 37 rows", [X[i:i + 37] for i in range(0, len(X), 37)]),
+                       ("one row at a time", [X[i:i + 1] for i in range(len(X))])):
+        got = np.concatenate([np.asarray(model.predict_proba(part.copy())).reshape(-1) for part in parts])
+        diff = np.flatnonzero(got != p) if got.shape == p.shape else np.array([0])
+        assert diff.size == 0, (
+            f"{name}.predict_proba {how} differs from predicting all rows at once (first at row {diff[0]}): a "
+            "row's probability must not depend on the other rows of the batch (statistics of the batch are "
+            "lookahead when the ml_model strategy predicts all bars at once)")
 
     if attrs.has(cls.Params):
         try:
@@ -154,6 +198,10 @@ def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
         assert again == model.params, f"{name}.Params changed through JSON: {model.params!r} -> {again!r}"
     state = model.to_state()
     assert isinstance(state, dict), f"{name}.to_state() must return a dict, got {type(state).__name__}"
+    where = _not_plain_json(state)
+    assert where is None, (
+        f"{name}.to_state() is not plain JSON: it holds {where}; use plain Python values (float(x), int(x), "
+        "array.tolist()), not numpy scalars, arrays or tuples")
     try:
         text = json.dumps(state, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -3,7 +3,8 @@
 State (``to_state``): the scaler's ``mean`` and ``scale`` per feature (``x_std = (x - mean) / scale``),
 the coefficients ``coef`` per feature and the ``intercept``; P(up) = 1 / (1 + exp(-(x_std . coef +
 intercept))). Predictions always come from these numbers, so a model loaded from its file predicts
-bit for bit what the fitted one did.
+bit for bit what the fitted one did, and each row's prediction is the same whether it is predicted
+alone or in a batch.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class LogReg(Model):
         "type": "object",
         "required": ["mean", "scale", "coef", "intercept"],
         "additionalProperties": False,
-        "properties": {"mean": _VECTOR, "scale": _VECTOR, "coef": _VECTOR, "intercept": {"type": "number"}},
+        "properties": {"mean": _VECTOR, "coef": _VECTOR, "intercept": {"type": "number"},
+                       # x_std = (x - mean) / scale: a scale of 0 divides by zero, a negative one flips the sign.
+                       "scale": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}},
     }
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogReg:
@@ -57,10 +60,14 @@ class LogReg(Model):
         from scipy.special import expit
 
         self._check_fitted()
-        X = np.asarray(X, dtype=float)
+        X = np.ascontiguousarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != self.coef_.size:
             raise ValueError(f"expected X of shape (n, {self.coef_.size}), got {X.shape}")
-        return expit(((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_)
+        # A row-wise sum over C-ordered rows, not a BLAS matrix-vector product: BLAS may pick another
+        # kernel for another number of rows, and one row must get the same bits alone as in a batch
+        # (the ml_model strategy predicts all bars at once and one bar at a time; they must agree).
+        z = (((X - self.mean_) / self.scale_) * self.coef_).sum(axis=1)
+        return expit(z + self.intercept_)
 
     def to_state(self) -> dict[str, Any]:
         self._check_fitted()

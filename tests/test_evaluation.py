@@ -182,3 +182,100 @@ def test_bad_baseline_rate_and_no_baselines():
         evaluation.baselines(np.array([0, 1]), {"train_rate": 1.5})
     with pytest.raises(DataError, match="baseline"):
         evaluation.verdict(evaluation.scores(np.array([0, 1]), np.array([0.4, 0.6])), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# The paired test of the per-row log-loss differences (Diebold-Mariano with a Newey-West variance)
+
+
+def _per_row_log_loss(y, p):
+    eps = np.finfo(float).eps
+    p = np.clip(p, eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+@pytest.mark.parametrize("lag", [0, 1, 5, 20])
+def test_loss_difference_test_equals_statsmodels_hac(lag):
+    # statsmodels is the independent reference: OLS of the differences on a constant with a HAC
+    # (Newey-West, Bartlett kernel) covariance gives the same t statistic.
+    import statsmodels.api as sm
+
+    data = logreg_on_sample()
+    y, p = data["test"]["y"], data["test"]["p"]
+    rate = data["train_rate"]
+    result = evaluation.loss_difference_test(y, p, np.full(len(y), rate), lag=lag)
+    d = _per_row_log_loss(y, p) - _per_row_log_loss(y, np.full(len(y), rate))
+    ols = sm.OLS(d, np.ones((len(d), 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lag, "use_correction": False})
+    assert result["statistic"] == pytest.approx(float(ols.tvalues[0]), rel=1e-9)
+    assert result["mean_difference"] == pytest.approx(float(d.mean()), rel=1e-12)
+    from scipy.stats import norm
+
+    assert result["p_value"] == pytest.approx(float(norm.cdf(ols.tvalues[0])), rel=1e-9)
+    assert (result["lag"], result["n"]) == (lag, len(y))
+    json.dumps(result, allow_nan=False)
+
+
+def test_hac_mean_test_false_positive_rate_on_ar1_differences():
+    # Differences with mean 0 (no skill) but autocorrelated, as overlapping labels make them: a test
+    # at alpha 0.05 must reject about 5 % of the time. Without the HAC variance (lag 0) it rejects
+    # far more often, which the second figure shows.
+    rng = np.random.default_rng(12345)
+    reps, n, phi, lag = 400, 2000, 0.5, 20
+    rejected = {lag: 0, 0: 0}
+    for _ in range(reps):
+        e = rng.normal(size=n + 100)
+        d = np.empty_like(e)
+        d[0] = e[0]
+        for t in range(1, e.size):
+            d[t] = phi * d[t - 1] + e[t]
+        d = d[100:]
+        for L in rejected:
+            rejected[L] += evaluation.hac_mean_test(d, lag=L)["p_value"] < 0.05
+    assert 0.02 <= rejected[lag] / reps <= 0.09, rejected
+    assert rejected[0] / reps > 0.1, rejected
+
+
+def test_hac_mean_test_finds_a_real_improvement():
+    rng = np.random.default_rng(7)
+    n, hits = 2000, 0
+    for _ in range(50):
+        e = rng.normal(size=n)
+        d = -0.15 + e + 0.5 * np.r_[0.0, e[:-1]]
+        hits += evaluation.hac_mean_test(d, lag=5)["p_value"] < 0.05
+    assert hits >= 45
+
+
+def test_verdict_needs_significance_for_skill():
+    rng = np.random.default_rng(0)
+    y = (rng.random(1000) < 0.5).astype(int)
+    rate = float(y.mean())
+    base = evaluation.baselines(y, {"train_rate": rate})
+    p = np.full(1000, rate)
+    p[int(np.argmax(y))] += 1e-7  # one row a hair better: a meaningless improvement
+    tiny = evaluation.scores(y, p)
+    assert tiny["log_loss"] < base["train_rate"]["log_loss"]
+    test = evaluation.loss_difference_test(y, p, np.full(1000, rate), lag=20)
+    text = evaluation.verdict(tiny, base, test=test)
+    assert text.startswith("no significant skill: log loss "), text
+    assert "Diebold-Mariano" in text and "lag 20" in text and f"p = {test['p_value']:.3f}" in text
+    good_p = np.where(y == 1, 0.7, 0.3)
+    good = evaluation.scores(y, good_p)
+    test = evaluation.loss_difference_test(y, good_p, np.full(1000, rate), lag=20)
+    assert evaluation.verdict(good, base, test=test).startswith("skill: log loss ")
+    assert "p < 1e-15" in evaluation.verdict(good, base, test=test)
+    assert evaluation.verdict(good, base, test={**test, "p_value": 0.01}, alpha=0.005).startswith("no significant")
+    worse = evaluation.scores(y, np.where(y == 1, 0.3, 0.7))
+    assert evaluation.verdict(worse, base, test=test).startswith("no skill: ")
+
+
+def test_summary_tests_against_the_best_baseline_with_the_horizon_as_lag():
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.5).astype(int)
+    p = np.full(500, 0.5)
+    p[0] += 1e-7
+    result = evaluation.summary(y, p, {"method": "none"}, {"train_rate": 0.5}, split="test",
+                                model={"name": "m", "model_type": "logreg", "symbol": "tBTCUSD",
+                                       "timeframe": "1h", "horizon": 20},
+                                period={"start": "a", "end": "b"})
+    assert result["test"]["lag"] == 20 and result["test"]["baseline"] == "train_rate"
+    assert result["verdict"].startswith(("no significant skill", "no skill")), result["verdict"]

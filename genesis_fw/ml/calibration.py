@@ -118,40 +118,80 @@ def fit(method: str, p_raw: Any, y: Any, *, eps: float = EPS) -> dict[str, Any]:
             "y_thresholds": [float(v) for v in iso.y_thresholds_], "eps": e}
 
 
+#: Keys :func:`choose` adds to a calibration for the record; :func:`apply` ignores them.
+INFO_KEYS = ("cv_log_loss", "chosen_because")
+_KEYS = {"none": (), "platt": ("a", "b", "eps"), "isotonic": ("x_thresholds", "y_thresholds", "eps")}
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)  # an int beyond the float range raises OverflowError
+    except OverflowError:
+        return False
+
+
 def _numbers(calibration: dict[str, Any], key: str) -> Any:
     value = calibration.get(key)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = _finite(value)
     if key.endswith("_thresholds"):
-        ok = isinstance(value, list) and len(value) > 0 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        ok = isinstance(value, list) and len(value) > 0 and all(_finite(v) for v in value)
     if not ok:
         raise ConfigError(f"{calibration.get('method')} calibration: {key!r} is missing or not a finite number"
                           f"{' list' if key.endswith('_thresholds') else ''}")
     return value
 
 
-def apply(calibration: dict[str, Any], p_raw: Any) -> np.ndarray:
-    """The calibrated probabilities (float64) of ``p_raw`` under ``calibration`` (a :func:`fit` dict).
+def check(calibration: Any) -> str:
+    """Check a calibration dict completely; returns its method. Raises :class:`ConfigError` (one line).
 
-    Identity for ``"none"``. Extra keys (``cv_log_loss``, ...) are ignored. A malformed calibration
-    raises :class:`ConfigError`, bad probabilities :class:`DataError`.
+    The method's parameters must all be present and no others (besides :data:`INFO_KEYS`): ``eps`` in
+    (0, 0.5); Platt's ``a`` and ``b`` finite numbers; isotonic ``x_thresholds`` (probabilities in [0, 1],
+    sorted non-decreasing) and ``y_thresholds`` (within [eps, 1 - eps]) finite, of equal length >= 1.
     """
     if not isinstance(calibration, dict):
         raise ConfigError(f"a calibration must be a dict with a 'method', got {type(calibration).__name__}")
     name = _method(calibration.get("method"))
+    extra = sorted(set(calibration) - {"method", *_KEYS[name], *INFO_KEYS})
+    if extra:
+        raise ConfigError(f"{name} calibration: unexpected key(s) {', '.join(map(repr, extra))}")
+    if name == "none":
+        return name
+    e = _check_eps(_numbers(calibration, "eps"))
+    if name == "platt":
+        _numbers(calibration, "a"), _numbers(calibration, "b")
+        return name
+    x = np.asarray(_numbers(calibration, "x_thresholds"), dtype=np.float64)
+    yt = np.asarray(_numbers(calibration, "y_thresholds"), dtype=np.float64)
+    if x.size != yt.size:
+        raise ConfigError(f"isotonic calibration: {x.size} x_thresholds but {yt.size} y_thresholds")
+    if np.any(np.diff(x) < 0) or x[0] < 0 or x[-1] > 1:
+        raise ConfigError("isotonic calibration: x_thresholds must be probabilities in [0, 1], sorted non-decreasing")
+    if np.any(yt < e) or np.any(yt > 1.0 - e):
+        raise ConfigError(f"isotonic calibration: y_thresholds must lie within [eps, 1 - eps] = [{e}, {1.0 - e}]")
+    return name
+
+
+def apply(calibration: dict[str, Any], p_raw: Any) -> np.ndarray:
+    """The calibrated probabilities (float64) of ``p_raw`` under ``calibration`` (a :func:`fit` dict).
+
+    Identity for ``"none"``. The calibration is checked in full first (:func:`check`; the record keys
+    ``cv_log_loss`` and ``chosen_because`` of :func:`choose` are allowed and ignored). A malformed
+    calibration raises :class:`ConfigError`, bad probabilities :class:`DataError`.
+    """
+    name = check(calibration)
     p = _probabilities(p_raw, "raw probabilities")
     if name == "none":
         return p
-    e = _check_eps(_numbers(calibration, "eps"))
+    e = float(calibration["eps"])
     if name == "platt":
         from scipy.special import expit
 
-        a, b = float(_numbers(calibration, "a")), float(_numbers(calibration, "b"))
+        a, b = float(calibration["a"]), float(calibration["b"])
         return np.asarray(expit(a * _logit(p, e) + b), dtype=np.float64)
-    x = np.asarray(_numbers(calibration, "x_thresholds"), dtype=np.float64)
-    yt = np.asarray(_numbers(calibration, "y_thresholds"), dtype=np.float64)
-    if x.size != yt.size or (x.size > 1 and np.any(np.diff(x) < 0)):
-        raise ConfigError("isotonic calibration: x_thresholds must be sorted and as long as y_thresholds")
+    x = np.asarray(calibration["x_thresholds"], dtype=np.float64)
+    yt = np.asarray(calibration["y_thresholds"], dtype=np.float64)
     return np.interp(p, x, yt)
 
 

@@ -14,6 +14,10 @@ as fractions. ``precision``, ``recall``, ``accuracy`` and ``confusion`` classify
 Expected calibration error (ECE): the [0, 1] range is cut into ``bins`` equal-width bins; bin k holds the
 p in (k/bins, (k+1)/bins], the first bin also 0 (the binning of ``sklearn.calibration.calibration_curve``
 with ``strategy="uniform"``). ECE = sum over non-empty bins of (count / n) * |mean p - observed up-rate|.
+
+Significance: :func:`loss_difference_test` (Diebold-Mariano on the per-row log-loss differences, with a
+Newey-West variance over ``lag`` rows because overlapping labels make them autocorrelated) decides whether
+:func:`verdict` says "skill" or "no significant skill".
 """
 
 from __future__ import annotations
@@ -150,14 +154,88 @@ def _pair(a: float, b: float) -> tuple[str, str]:
     return f"{a:.{digits}f}", f"{b:.{digits}f}"
 
 
-def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, Any]]) -> str:
+def per_row_log_loss(y: Any, p: Any) -> np.ndarray:
+    """Each row's log loss (nats), ``-(y ln p + (1 - y) ln(1 - p))`` with ``p`` clipped to [eps, 1 - eps]
+    (eps = float64 machine epsilon, as ``sklearn.metrics.log_loss``); their mean is :func:`scores`'
+    ``log_loss``."""
+    yv, pv = _check(y, p)
+    eps = np.finfo(np.float64).eps
+    pc = np.clip(pv, eps, 1.0 - eps)
+    return -(yv * np.log(pc) + (1 - yv) * np.log1p(-pc))
+
+
+def hac_mean_test(d: Any, lag: int) -> dict[str, Any]:
+    """Is the mean of the series ``d`` below 0? A one-sided z test with a Newey-West (HAC) variance.
+
+    The variance of the mean is S / n with S = g_0 + 2 * sum_{j=1..lag} (1 - j / (lag + 1)) * g_j (Bartlett
+    weights), g_j = (1/n) * sum_t (d_t - mean)(d_{t-j} - mean): the long-run variance, which accounts for
+    autocorrelation up to ``lag`` rows (the same as statsmodels' OLS on a constant with
+    ``cov_type="HAC"``, ``maxlags=lag``, ``use_correction=False``). ``statistic`` = mean / sqrt(S / n);
+    ``p_value`` = Phi(statistic), the normal probability of a mean this low or lower when the true mean
+    is 0. Returns ``{"statistic", "p_value", "mean_difference", "lag", "n"}``; ``statistic`` is ``None``
+    when S is 0 (all values equal; ``p_value`` is then 0 for a negative mean, else 1).
+    """
+    from scipy.stats import norm
+
+    dv = np.asarray(d, dtype=np.float64)
+    if dv.ndim != 1 or dv.size < 2:
+        raise DataError(f"a test of the mean needs a 1-D series of at least 2 values, got shape {dv.shape}")
+    if not np.isfinite(dv).all():
+        raise DataError("the series to test holds NaN or infinite values")
+    n = int(dv.size)
+    if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or not 0 <= int(lag) < n:
+        raise DataError(f"invalid HAC lag {lag!r}: expected a whole number in [0, {n - 1}] (rows)")
+    lag = int(lag)
+    mean = float(dv.mean())
+    dc = dv - mean
+    s = float(dc @ dc) / n
+    for j in range(1, lag + 1):
+        s += 2.0 * (1.0 - j / (lag + 1)) * float(dc[j:] @ dc[:-j]) / n
+    if s <= 0.0:
+        stat, pval = None, (0.0 if mean < 0 else 1.0)
+    else:
+        stat = mean / math.sqrt(s / n)
+        pval = float(norm.cdf(stat))
+    return {"statistic": stat, "p_value": pval, "mean_difference": mean, "lag": lag, "n": n}
+
+
+def loss_difference_test(y: Any, p_model: Any, p_base: Any, lag: int) -> dict[str, Any]:
+    """Diebold-Mariano test: is the model's log loss below the baseline's by more than chance?
+
+    The per-row differences ``d_t = loss_model_t - loss_base_t`` (:func:`per_row_log_loss`, nats; below
+    0 where the model does better) are tested with :func:`hac_mean_test` (one-sided, against a true
+    mean of 0; a small ``p_value`` means the model is significantly better). Labels over a horizon
+    of h bars overlap, which makes neighbouring differences correlated; pass ``lag`` = the horizon h in
+    rows (bars) so the variance accounts for it. ``p_base`` is the baseline's probabilities (a constant
+    rate as an array). Returns ``{"statistic", "p_value", "mean_difference", "lag", "n"}``, JSON-ready,
+    for :func:`verdict`'s ``test``.
+    """
+    d = per_row_log_loss(y, p_model) - per_row_log_loss(y, p_base)
+    return hac_mean_test(d, lag)
+
+
+def _p_text(p: float) -> str:
+    """``= 0.123``, ``= 4.2e-05`` or ``< 1e-15`` (the normal tail underflows far out)."""
+    return f"= {p:.3f}" if p >= 0.001 else (f"= {p:.1e}" if p >= 1e-15 else "< 1e-15")
+
+
+def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, Any]], *,
+            test: dict[str, Any] | None = None, alpha: float = 0.05) -> str:
     """One plain sentence: has the model skill against the best constant baseline (lowest log loss)?
 
-    "no skill" when the model's log loss is not strictly below the best baseline's; otherwise
-    "skill: log loss X vs base rate Y (log-loss skill Z %)". Both mention the Brier scores.
+    * "no skill: ..." when the model's log loss is not strictly below the best baseline's;
+    * "no significant skill: log loss X vs base rate Y (skill Z %, p = P by Diebold-Mariano with HAC
+      lag L) ..." when it is below but ``test`` (:func:`loss_difference_test` against that baseline) has
+      ``p_value >= alpha``;
+    * "skill: ..." when it is below and significant (``p_value < alpha``); without a ``test`` the sentence
+      says "skill: ... (log-loss skill Z %) ...; significance not tested".
+
+    All mention the Brier scores. ``alpha`` is a probability (0.05 = 5 %).
     """
     if not baseline_scores:
         raise DataError("no baseline to compare with: give at least one base rate")
+    if not (isinstance(alpha, int | float) and not isinstance(alpha, bool) and 0 < alpha < 1):
+        raise DataError(f"invalid significance level {alpha!r}: expected a probability in (0, 1)")
     name, base = min(baseline_scores.items(), key=lambda kv: kv[1]["log_loss"])
     ll, ll_b = float(model_scores["log_loss"]), float(base["log_loss"])
     b, b_b = float(model_scores["brier"]), float(base["brier"])
@@ -170,8 +248,14 @@ def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, A
     sk = skill(model_scores, base)
     bs = sk["brier_skill"]
     brier = f"Brier {b_t} vs {b_bt}" + (f" (Brier skill {bs * 100:.2f} %)" if bs is not None else "")
-    return f"skill: log loss {ll_t} vs base rate {ll_bt} (log-loss skill {sk['log_loss_skill'] * 100:.2f} %) " \
-           f"against {name}; {brier}"
+    if test is None:
+        return f"skill: log loss {ll_t} vs base rate {ll_bt} (log-loss skill {sk['log_loss_skill'] * 100:.2f} %) " \
+               f"against {name}; {brier}; significance not tested"
+    pval = float(test["p_value"])
+    tested = (f"(skill {sk['log_loss_skill'] * 100:.2f} %, p {_p_text(pval)} by Diebold-Mariano with HAC lag "
+              f"{test['lag']})")
+    head = "skill" if pval < alpha else "no significant skill"
+    return f"{head}: log loss {ll_t} vs base rate {ll_bt} {tested} against {name}; {brier}"
 
 
 def summary(
@@ -185,6 +269,8 @@ def summary(
     period: dict[str, str],
     threshold: float = 0.5,
     bins: int = 10,
+    lag: int | None = None,
+    alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Everything an evaluation reports, laid out as
     :func:`genesis_fw.ml.evaluation_report.render_evaluation_html` takes it.
@@ -194,12 +280,22 @@ def summary(
     constant baselines (e.g. ``{"train_rate": ..., "validation_rate": ...}``); ``model`` ``{name,
     model_type, symbol, timeframe, horizon}``; ``split`` the part's name; ``period`` ``{start, end}``
     (UTC ISO of the first and last labelled bar). ``skill`` holds the skill against every baseline.
+    ``test`` is :func:`loss_difference_test` of the calibrated probabilities against the best baseline
+    (lowest log loss; its name under ``"baseline"``) with HAC ``lag`` rows (default: the model's
+    ``horizon``, whose overlapping labels make the loss differences autocorrelated), and the
+    ``verdict`` uses it at significance level ``alpha``.
     """
     from .calibration import apply
 
     p = apply(calibration, p_raw)
     model_scores = scores(y, p, threshold=threshold, bins=bins)
     base = baselines(y, rates, threshold=threshold, bins=bins)
+    best = min(base, key=lambda k: base[k]["log_loss"]) if base else None
+    test = None
+    if best is not None:
+        lag = int(model.get("horizon", 0)) if lag is None else lag
+        test = {**loss_difference_test(y, p, np.full(np.asarray(p).size, float(rates[best])),
+                                       min(lag, max(np.asarray(p).size - 1, 0))), "baseline": best}
     return {
         "model": dict(model),
         "split": split,
@@ -210,7 +306,8 @@ def summary(
         "baselines": base,
         "baseline_rates": {k: float(v) for k, v in rates.items()},
         "skill": {name: skill(model_scores, b) for name, b in base.items()},
-        "verdict": verdict(model_scores, base),
+        "test": test,
+        "verdict": verdict(model_scores, base, test=test, alpha=alpha),
         "calibration": dict(calibration),
         "reliability": {"raw": reliability(y, p_raw, bins), "calibrated": reliability(y, p, bins)},
     }

@@ -23,6 +23,7 @@ Every refusal is a one-line :class:`~genesis_fw.errors.ModelFileError` naming th
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ import numpy as np
 from .. import plugins
 from .._util import did_you_mean, one_line, temp_beside, write_text_atomic
 from ..config import FeaturesConfig, make_params
-from ..errors import ConfigError, ModelFileError, PluginError
+from ..errors import ConfigError, GenesisError, ModelFileError, PluginError
 from ..model import Model
 
 #: Layout version of the model document; a file of another version is refused, not guessed at.
@@ -54,6 +55,13 @@ NAME_RE = re.compile(r"(?P<symbol>t[A-Z0-9]+(?::[A-Z0-9]+)?)_(?P<timeframe>[0-9]
 VERSIONS_FILE = ".versions.json"
 #: Lock file serialising :func:`write_new` across processes.
 LOCK_FILE = ".lock"
+#: A model file larger than this (bytes) is refused before it is read.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Deepest nesting of objects and arrays a model document may have (the document itself is depth 1).
+MAX_DEPTH = 32
+#: Longest integer (in digits) a model document may hold; longer ones are refused, not converted.
+MAX_INT_DIGITS = 30
+_MAX_INT = 10**MAX_INT_DIGITS
 _MAX_MESSAGE = 300
 
 
@@ -78,10 +86,17 @@ def schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator
+def _strict_class() -> Any:
+    """Draft 2020-12 where "integer" means a JSON integer token: ``20.0`` is a float, not an integer."""
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(schema())
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _, value: _is_int(value))
+    return validators.extend(Draft202012Validator, type_checker=checker)
+
+
+@cache
+def _validator() -> Any:
+    return _strict_class()(schema())
 
 
 def _location(path: Any) -> str:
@@ -109,16 +124,47 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _plain_problem(doc: Any) -> str | None:
+    """Why ``doc`` is not a plain, bounded JSON value (or ``None``): non-JSON types, non-string keys,
+    nesting deeper than :data:`MAX_DEPTH`, integers longer than :data:`MAX_INT_DIGITS` digits or floats
+    that are not finite. Iterative, so any depth is answered without recursion."""
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "")]
+    while stack:
+        value, depth, at = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                return f"{at or 'the document'} is nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        return f"{at or 'the document'} has a key that is not a string: {key!r}"[:_MAX_MESSAGE]
+                    stack.append((item, depth + 1, f"{at}.{key}" if at else key))
+            else:
+                stack.extend((item, depth + 1, f"{at}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int):
+            if not -_MAX_INT < value < _MAX_INT:
+                return f"{at}: an integer of more than {MAX_INT_DIGITS} digits"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return f"{at}: holds NaN or Infinity ({value}); a model file has finite numbers only"
+        else:
+            return f"{at}: a {type(value).__name__}, not a plain JSON value"
+    return None
+
+
 def _check(doc: Any, where: str) -> type[Model]:
-    """Everything :func:`validate` checks; returns the installed model class."""
+    """The document-level checks of :func:`validate`; returns the installed model class."""
     if not isinstance(doc, dict):
         raise ModelFileError(f"{where}: not a JSON object but a {type(doc).__name__}; a model file is one object")
-    try:  # checked as written: tuples become arrays, NaN and non-JSON objects are refused
+    problem = _plain_problem(doc)
+    if problem:
+        raise ModelFileError(f"{where}: {problem}")
+    try:  # checked as written: tuples become arrays
         doc = json.loads(json.dumps(doc, allow_nan=False))
-    except ValueError:
-        raise ModelFileError(f"{where}: holds NaN or Infinity; a model file has finite numbers only") from None
-    except TypeError as exc:
-        raise ModelFileError(f"{where}: holds a value that is not plain JSON ({exc})") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ModelFileError(f"{where}: not plain JSON ({one_line(exc)})") from None
     version = doc.get("schema_version")
     if _is_int(version) and version != SCHEMA_VERSION:
         raise ModelFileError(f"{where}: a model file of schema version {version}; this genesis-fw reads schema "
@@ -126,6 +172,12 @@ def _check(doc: Any, where: str) -> type[Model]:
     problem = _first_problem(_validator(), doc)
     if problem:
         raise ModelFileError(f"{where}: {problem}")
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+    except ValueError:
+        raise ModelFileError(f"{where}: created_at {doc['created_at']!r} is not a real UTC time") from None
     name = f"{doc['symbol']}_{doc['timeframe']}_v{doc['version']}"
     if doc["name"] != name:
         raise ModelFileError(f"{where}: name {doc['name']!r} does not match its symbol, timeframe and version "
@@ -140,19 +192,73 @@ def _check(doc: Any, where: str) -> type[Model]:
                              f"{kind} reads state version {cls.state_version} (retrain it, or install the "
                              "plugin version that wrote it)")
     if cls.state_schema is not None:
-        from jsonschema import Draft202012Validator
-
-        problem = _first_problem(Draft202012Validator(cls.state_schema), doc["state"], prefix="state")
+        problem = _first_problem(_strict_class()(cls.state_schema), doc["state"], prefix="state")
         if problem:
             raise ModelFileError(f"{where}: {problem}")
+    from .calibration import check as check_calibration
+
+    try:
+        check_calibration(doc["calibration"])
+    except ConfigError as exc:
+        raise ModelFileError(f"{where}: calibration: {exc}") from None
     return cls
 
 
+def _rebuild(doc: dict[str, Any], cls: type[Model], where: str) -> Model:
+    """The checks beyond the schemas, shared by :func:`write_new` and :func:`load`: ``params`` build the
+    plugin's ``Params``, ``features.params`` build a ``FeaturesConfig`` whose feature names are
+    ``features.names``, ``from_state`` takes the state, the model gives one probability in [0, 1] for
+    one row of its features, and so does the stored calibration of it. Returns the rebuilt model."""
+    from .calibration import apply as calibrate
+    from .features import names as feature_names
+
+    cfg = _features_config(doc, where)
+    if feature_names(cfg) != doc["features"]["names"]:
+        raise ModelFileError(f"{where}: features.names do not match features.params (expected "
+                             f"{', '.join(feature_names(cfg))})")
+    kind = doc["model_type"]
+    try:
+        params = make_params(cls.Params, doc["params"], owner=f"model {kind}")
+    except ConfigError as exc:
+        raise ModelFileError(f"{where}: params: {exc}") from exc
+    try:
+        model = cls.from_state(params, copy.deepcopy(doc["state"]))
+    except Exception as exc:
+        raise ModelFileError(f"{where}: the {kind} state cannot be loaded: {type(exc).__name__}: {one_line(exc)}") \
+            from exc
+    k = len(doc["features"]["names"])
+    try:
+        with np.errstate(all="ignore"):
+            p = np.asarray(model.predict_proba(np.zeros((1, k))), dtype=float)
+    except Exception as exc:
+        raise ModelFileError(f"{where}: the {kind} model does not take its {k} features: {type(exc).__name__}: "
+                             f"{one_line(exc)}") from exc
+    if p.shape != (1,) or not (0.0 <= p[0] <= 1.0):
+        raise ModelFileError(f"{where}: the {kind} model gives {p.tolist()} for one row of its {k} features; "
+                             "expected one probability in [0, 1]")
+    try:
+        q = calibrate(doc["calibration"], p)
+    except GenesisError as exc:
+        raise ModelFileError(f"{where}: calibration: {exc}") from None
+    if q.shape != (1,) or not (0.0 <= q[0] <= 1.0):
+        raise ModelFileError(f"{where}: the calibration gives {q.tolist()} for the raw probability {p[0]}; "
+                             "expected a probability in [0, 1]")
+    return model
+
+
+def _validated(doc: Any, where: str) -> Model:
+    return _rebuild(doc, _check(doc, where), where)
+
+
 def validate(doc: dict[str, Any], *, where: str) -> None:
-    """Check a model document: plain JSON values with finite numbers, the JSON Schema, a name that
-    matches its symbol/timeframe/version, an installed model type of the same state version and that
-    type's ``state_schema``. Raises :class:`ModelFileError` naming ``where`` and the first problem."""
-    _check(doc, where)
+    """Check a model document as :func:`write_new` and :func:`load` do: plain JSON values (finite
+    numbers, integers of at most :data:`MAX_INT_DIGITS` digits, nesting at most :data:`MAX_DEPTH`
+    deep), the JSON Schema (integers must be JSON integers, not ``20.0``), a real ``created_at``, a
+    name that matches its symbol/timeframe/version, an installed model type of the same state version
+    and that type's ``state_schema``, the calibration in full, then params, feature names, the state
+    and calibration rebuilt and tried on one row. Raises :class:`ModelFileError` naming ``where`` and
+    the first problem."""
+    _validated(doc, where)
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -223,11 +329,22 @@ def _place_new(text: str, target: Path) -> None:
             os.close(fd)
 
 
+def _check_folder(folder: Path) -> None:
+    """Refuse a models folder that is a file (or sits below one) in one line."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ModelFileError(f"the models folder {folder} is a file, not a folder" if part == folder else
+                                     f"the models folder {folder} cannot be made: {part} is a file, not a folder")
+            return
+
+
 def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
     """Write ``doc`` as the next version of its symbol and timeframe; returns the new file's path.
 
     Sets ``doc["name"]`` (``{symbol}_{timeframe}_v{N}``) and ``doc["version"]`` (``N``), validates the
-    document (:func:`validate`; nothing is written and no ``N`` is used when it fails) and writes
+    document exactly as :func:`load` checks a file (:func:`validate`; nothing is written and no ``N``
+    is used when it fails) and writes
     ``<models_dir>/{name}.json`` atomically. ``N`` is one more than the larger of the high-water mark
     and the largest existing file's ``N``; it is recorded before the file appears, so it is never
     given again. ``models_dir`` defaults to :func:`default_models_dir`.
@@ -237,7 +354,8 @@ def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
     probe = dict(doc)
     if NAME_RE.fullmatch(f"{symbol}_{timeframe}_v1"):
         probe.update(name=f"{symbol}_{timeframe}_v1", version=1)
-    _check(probe, where=f"new model {symbol} {timeframe}")
+    _validated(probe, where=f"new model {symbol} {timeframe}")  # before any N is taken
+    _check_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder):
@@ -249,6 +367,9 @@ def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
             write_text_atomic(folder / VERSIONS_FILE, json.dumps({**marks, key: n}, indent=2, sort_keys=True) + "\n")
             target = folder / f"{doc['name']}.json"
             _place_new(text, target)
+    except PermissionError as exc:
+        raise ModelFileError(f"the models folder {folder} is not writable ({exc.strerror or exc}); give "
+                             f"another one with --models-dir or ${MODELS_DIR_ENV}") from exc
     except OSError as exc:
         raise ModelFileError(f"cannot write a model into {folder}: {exc.strerror or exc}") from exc
     return target
@@ -262,29 +383,72 @@ def _looks_like_path(ref: str) -> bool:
     return ref.endswith(".json") or "/" in ref or os.sep in ref
 
 
+def _name_key(name: str) -> tuple[str, str, int]:
+    m = NAME_RE.fullmatch(name)
+    assert m is not None
+    return m["symbol"], m["timeframe"], int(m["version"])
+
+
+def _not_found(ref: str, folder: Path) -> ModelFileError:
+    """The "no model" error: a case-insensitive or close match as a suggestion, and the existing names
+    sorted by (symbol, timeframe, N) -- the versions nearest to the one asked for when ``ref`` is a name."""
+    known = sorted((p.stem for p in folder.glob("*.json") if NAME_RE.fullmatch(p.stem)), key=_name_key) \
+        if folder.is_dir() else []
+    wanted = NAME_RE.fullmatch(ref)
+    same_case = [k for k in known if k.lower() == ref.lower()]
+    if same_case:
+        hint = f" (did you mean {same_case[0]!r}?)"
+    elif wanted:  # the nearest version of the same symbol and timeframe, not the nearest spelling
+        n = int(wanted["version"])
+        siblings = [k for k in known if _name_key(k)[:2] == (wanted["symbol"], wanted["timeframe"])]
+        nearest = min(siblings, key=lambda k: (abs(_name_key(k)[2] - n), -_name_key(k)[2]), default=None)
+        hint = f" (did you mean {nearest!r}?)" if nearest else did_you_mean(ref, known)
+    else:
+        hint = did_you_mean(ref, known)
+    shown = known[-10:]
+    if wanted:
+        n = int(wanted["version"])
+        siblings = [k for k in known if _name_key(k)[:2] == (wanted["symbol"], wanted["timeframe"])]
+        if siblings:
+            shown = sorted(sorted(siblings, key=lambda k: (abs(_name_key(k)[2] - n), _name_key(k)[2]))[:10],
+                           key=_name_key)
+    shape = "" if wanted else "; a model is a .json file path or a name {symbol}_{timeframe}_v{N}"
+    listing = f"; models there: {', '.join(shown)}" if shown else " (no models there)"
+    return ModelFileError(f"no model {ref!r} in {folder}{hint}{shape}{listing} "
+                          f"(the folder is --models-dir or ${MODELS_DIR_ENV})")
+
+
 def resolve(ref: str, models_dir: Path | None = None) -> Path:
-    """The file of ``ref``: a path to a ``.json`` file, or a name ``{symbol}_{timeframe}_v{N}`` in the
+    """The file of ``ref``: a path to a ``.json`` file (a bare file name not found in the working
+    directory is also looked for in the models folder), or a name ``{symbol}_{timeframe}_v{N}`` in the
     models folder (``models_dir``, default :func:`default_models_dir`). Raises :class:`ModelFileError`
-    (with the closest existing name as a suggestion) when there is no such file."""
+    (with a close or case-insensitive match as a suggestion and the nearest existing versions) when
+    there is no such file."""
     ref = str(ref)
+    folder = Path(models_dir) if models_dir is not None else default_models_dir()
     if _looks_like_path(ref):
         path = Path(ref)
-        if not path.is_file():
-            raise ModelFileError(f"no model file {path}")
-        return path
-    folder = Path(models_dir) if models_dir is not None else default_models_dir()
+        if path.is_file():
+            return path
+        if path.exists():
+            raise ModelFileError(f"{path}: not a regular file; a model is a .json file")
+        if path.name == ref and (folder / ref).is_file():
+            return folder / ref
+        if path.name == ref and NAME_RE.fullmatch(path.stem) and folder.is_dir():
+            raise _not_found(path.stem, folder)
+        raise ModelFileError(f"no model file {path}")
+    if folder.exists() and not folder.is_dir():
+        raise ModelFileError(f"the models folder {folder} is a file, not a folder (the folder is --models-dir or "
+                             f"${MODELS_DIR_ENV})")
     path = folder / f"{ref}.json"
     if path.is_file():
         return path
-    known = sorted(p.stem for p in folder.glob("*.json") if NAME_RE.fullmatch(p.stem)) if folder.is_dir() else []
-    shape = "" if NAME_RE.fullmatch(ref) else "; a model is a .json file path or a name {symbol}_{timeframe}_v{N}"
-    listing = f"; models there: {', '.join(known[-10:])}" if known else " (no models there)"
-    raise ModelFileError(f"no model {ref!r} in {folder}{did_you_mean(ref, known)}{shape}{listing} "
-                         f"(the folder is --models-dir or ${MODELS_DIR_ENV})")
+    raise _not_found(ref, folder)
 
 
 def _parse(raw: bytes, where: str) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no float overflow, no duplicate keys."""
+    """Strict JSON: UTF-8, no NaN/Infinity, no float overflow, integers of at most :data:`MAX_INT_DIGITS`
+    digits, no duplicate keys, nesting at most :data:`MAX_DEPTH` deep."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -299,6 +463,12 @@ def _parse(raw: bytes, where: str) -> Any:
             raise ModelFileError(f"{where}: the number {token[:40]} is too large for a float")
         return value
 
+    def integer(token: str) -> int:
+        if len(token.lstrip("-")) > MAX_INT_DIGITS:
+            raise ModelFileError(f"{where}: an integer of {len(token.lstrip('-'))} digits; a model file's "
+                                 f"integers have at most {MAX_INT_DIGITS} digits")
+        return int(token)
+
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in pairs:
@@ -308,57 +478,82 @@ def _parse(raw: bytes, where: str) -> Any:
         return out
 
     try:
-        return json.loads(text, parse_constant=constant, parse_float=number, object_pairs_hook=unique)
+        doc = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer,
+                         object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{where}: not valid JSON (truncated or edited?): {exc.msg} at line {exc.lineno} "
                              f"column {exc.colno}") from None
+    except RecursionError:
+        raise ModelFileError(f"{where}: arrays or objects nested too deeply (a model file nests at most "
+                             f"{MAX_DEPTH} levels)") from None
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: not a valid model file: {one_line(exc)}"[:_MAX_MESSAGE]) from None
+    problem = _plain_problem(doc)
+    if problem:
+        raise ModelFileError(f"{where}: {problem}")
+    return doc
 
 
 @attrs.frozen(eq=False)
 class LoadedModel:
     """A model file read, validated and rebuilt: the document, where it came from, the SHA-256 (hex) of
-    the file's bytes and the model plugin instance."""
+    the file's bytes and the model plugin instance.
 
-    doc: dict[str, Any]
+    Frozen: the document is copied when the model is made and :attr:`doc` hands out a fresh deep copy
+    on every access, so a caller that edits what it got (``m.doc["calibration"]["a"] = ...``) changes
+    nothing the model uses; :meth:`predict_proba` applies the calibration copied at load. ``model`` is
+    the plugin instance itself: treat it as read-only (a plugin's arrays are not copied).
+    """
+
+    _doc: dict[str, Any] = attrs.field(alias="doc", converter=copy.deepcopy)
     path: Path
     sha256: str
     model: Model
+    _calibration: dict[str, Any] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_calibration", copy.deepcopy(self._doc["calibration"]))
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The model document as loaded (a deep copy: editing it changes nothing here)."""
+        return copy.deepcopy(self._doc)
 
     @property
     def name(self) -> str:
-        return self.doc["name"]
+        return self._doc["name"]
 
     @property
     def symbol(self) -> str:
-        return self.doc["symbol"]
+        return self._doc["symbol"]
 
     @property
     def timeframe(self) -> str:
-        return self.doc["timeframe"]
+        return self._doc["timeframe"]
 
     @property
     def horizon(self) -> int:
         """Label horizon in bars of :attr:`timeframe`."""
-        return self.doc["horizon"]
+        return self._doc["horizon"]
 
     @property
     def feature_names(self) -> list[str]:
         """The model's input columns, in order."""
-        return list(self.doc["features"]["names"])
+        return list(self._doc["features"]["names"])
 
     def features_config(self) -> FeaturesConfig:
         """The feature parameters the model was trained with."""
-        return _features_config(self.doc, str(self.path))
+        return _features_config(self._doc, str(self.path))
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """The plugin's P(up) for each row of ``X`` (columns = :attr:`feature_names`), before calibration."""
         return np.asarray(self.model.predict_proba(X), dtype=float)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(up) for each row of ``X`` after the stored calibration."""
+        """P(up) for each row of ``X`` after the calibration stored in the file (copied at load)."""
         from .calibration import apply
 
-        return apply(self.doc["calibration"], self.predict_raw(X))
+        return apply(self._calibration, self.predict_raw(X))
 
 
 def _features_config(doc: dict[str, Any], where: str) -> FeaturesConfig:
@@ -372,7 +567,8 @@ def load(ref: str | Path, models_dir: Path | None = None, *, symbol: str | None 
          timeframe: str | None = None) -> LoadedModel:
     """Read, parse, validate and rebuild the model ``ref`` (a path, or a name for :func:`resolve`).
 
-    Refused with a one-line :class:`ModelFileError` naming the file: unreadable or not strict JSON,
+    Refused with a one-line :class:`ModelFileError` naming the file: not a regular file (a FIFO or a
+    device is never opened), larger than :data:`MAX_FILE_BYTES`, unreadable or not strict JSON,
     anything :func:`validate` refuses, a file renamed away from its own name, a model for another
     ``symbol`` / ``timeframe`` than given, feature names that are not those of its feature
     parameters, params or state the installed model type cannot take, and a model that does not
@@ -381,11 +577,22 @@ def load(ref: str | Path, models_dir: Path | None = None, *, symbol: str | None 
     path = ref if isinstance(ref, Path) else resolve(ref, models_dir)
     where = str(path)
     try:
-        raw = path.read_bytes()
+        if not path.is_file():
+            if path.exists():
+                raise ModelFileError(f"{where}: not a regular file; a model is a .json file")
+            raise ModelFileError(f"no model file {path}")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ModelFileError(f"{where}: {size} bytes, larger than a model file may be "
+                                 f"({MAX_FILE_BYTES // 2**20} MiB)")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ModelFileError(f"no model file {path}") from None
     except OSError as exc:
         raise ModelFileError(f"{where}: cannot be read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ModelFileError(f"{where}: larger than a model file may be ({MAX_FILE_BYTES // 2**20} MiB)")
     doc = _parse(raw, where)
     cls = _check(doc, where)
     stem = NAME_RE.fullmatch(path.stem)
@@ -395,29 +602,5 @@ def load(ref: str | Path, models_dir: Path | None = None, *, symbol: str | None 
     if (symbol is not None and symbol != doc["symbol"]) or (timeframe is not None and timeframe != doc["timeframe"]):
         asked = f"{symbol or doc['symbol']} {timeframe or doc['timeframe']}"
         raise ModelFileError(f"{where}: a model for {doc['symbol']} {doc['timeframe']}, not for {asked} as asked")
-    from .features import names as feature_names
-
-    cfg = _features_config(doc, where)
-    if feature_names(cfg) != doc["features"]["names"]:
-        raise ModelFileError(f"{where}: features.names do not match features.params (expected "
-                             f"{', '.join(feature_names(cfg))})")
-    kind = doc["model_type"]
-    try:
-        params = make_params(cls.Params, doc["params"], owner=f"model {kind}")
-    except ConfigError as exc:
-        raise ModelFileError(f"{where}: params: {exc}") from exc
-    try:
-        model = cls.from_state(params, doc["state"])
-    except Exception as exc:
-        raise ModelFileError(f"{where}: the {kind} state cannot be loaded: {type(exc).__name__}: {one_line(exc)}") \
-            from exc
-    k = len(doc["features"]["names"])
-    try:
-        p = np.asarray(model.predict_proba(np.zeros((1, k))), dtype=float)
-    except Exception as exc:
-        raise ModelFileError(f"{where}: the {kind} model does not take its {k} features: {type(exc).__name__}: "
-                             f"{one_line(exc)}") from exc
-    if p.shape != (1,) or not (0.0 <= p[0] <= 1.0):
-        raise ModelFileError(f"{where}: the {kind} model gives {p.tolist()} for one row of its {k} features; "
-                             "expected one probability in [0, 1]")
+    model = _rebuild(doc, cls, where)
     return LoadedModel(doc=doc, path=path, sha256=hashlib.sha256(raw).hexdigest(), model=model)
