@@ -664,6 +664,11 @@ def _evaluation_text(result: dict) -> list[str]:
               f"  {'':<12}{'down':>10}{'up':>10}", f"  {'actual down':<12}{tn:>10,}{fp:>10,}",
               f"  {'actual up':<12}{fn:>10,}{tp:>10,}",
               f"Verdict: {result['verdict']}"]
+    test = result.get("test")
+    if test:
+        lines.insert(-1, f"Significance against {test['baseline']} (Diebold-Mariano on the per-row log-loss "
+                         f"differences, HAC lag {test['lag']} rows): mean difference {test['mean_difference']:.6f} "
+                         f"nats, p {test['p_value']:.4g}")
     return lines
 
 
@@ -744,7 +749,7 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
         for line in _evaluation_text(result):
             click.echo(line)
         click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
-    if require_skill and result["verdict"].startswith("no skill"):
+    if require_skill and not result["verdict"].startswith("skill"):  # "no skill" or "no significant skill"
         raise NoSkillError(f"{loaded.name} has no skill on {result['split']} (--require-skill): {result['verdict']}")
 
 

@@ -25,7 +25,7 @@ from sklearn.calibration import calibration_curve
 from genesis_fw.config import FeaturesConfig, RuntimeConfig
 from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.data.timeframes import parse_time, to_ms
-from genesis_fw.ml import features, model_file, training
+from genesis_fw.ml import evaluation, features, model_file, training
 from genesis_fw.ml.labels import labels_for_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +173,10 @@ def test_every_saved_figure_equals_sklearn_on_independently_rebuilt_rows(trained
         assert sum(b["count"] for b in rel["bins"]) == y.size
     assert result["training_data_unchanged"] is True
     assert result["notes"] == []
+    # the significance test behind the verdict, on these rows against the best baseline
+    best = min(rates, key=lambda k: result["baselines"][k]["log_loss"])
+    assert result["test"] == {**evaluation.loss_difference_test(y, p_cal, np.full(y.size, rates[best]), HORIZON),
+                              "baseline": best}
 
 
 def test_test_split_scores_and_baselines_equal_what_train_recorded(trained):
@@ -232,6 +236,9 @@ def test_printed_table_matches_the_saved_figures(trained):
     (tn, fp), (fn, tp) = saved["scores"]["confusion"]
     assert re.search(rf"actual down\s+{tn:,}\s+{fp:,}\n", out) and re.search(rf"actual up\s+{fn:,}\s+{tp:,}\n", out)
     assert f"Verdict: {saved['verdict']}" in out
+    test = saved["test"]
+    assert (f"Significance against {test['baseline']} (Diebold-Mariano on the per-row log-loss differences, HAC lag "
+            f"{test['lag']} rows): mean difference {test['mean_difference']:.6f} nats, p {test['p_value']:.4g}") in out
     assert f"Wrote results/evaluate_{name}_test.html, results/evaluate_{name}_test.json" in out
 
 
