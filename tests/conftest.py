@@ -49,3 +49,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     return subprocess.run(
         [sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
+
+
+@pytest.fixture
+def chromium(tmp_path: Path):
+    """Headless Chromium for one test (tests/browser.py), closed afterwards."""
+    from browser import Chromium
+
+    browser = Chromium(tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        yield browser
+    finally:
+        browser.close()

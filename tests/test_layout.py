@@ -16,7 +16,8 @@ PKG = Path(__file__).resolve().parents[1] / "genesis_fw"
 #: Stage packages in pipeline order: a stage may import only the ones before it.
 STAGES = ["data", "ml", "backtest"]
 #: Core modules that everything may use, and which therefore import no stage.
-CORE_CONTRACTS = {"errors", "_util", "sqlfiles", "config", "catalog", "plugins", "strategy", "model", "indicators"}
+CORE_CONTRACTS = {"errors", "_util", "sqlfiles", "config", "catalog", "plugins", "strategy", "model", "indicators",
+                  "pages"}
 
 
 def _module_name(path: Path) -> str:

@@ -111,10 +111,11 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
         "      rsi_upper: float = 70.0",
         "      rsi_lower: float = 30.0",
     ]
-    models = _section(proc.stdout, "Model types (2):")
+    models = _section(proc.stdout, "Model types (3):")
     assert models[0] == "  always_half  genesis-fw-example 0.1.0  Predict probability 0.5 for every row; a no-skill " \
                         "baseline."
-    assert models[1].startswith(f"  logreg  genesis-fw {VERSION}  Logistic regression")
+    assert models[1].startswith(f"  lgbm  genesis-fw {VERSION}  Gradient-boosted decision trees")
+    assert any(line.startswith(f"  logreg  genesis-fw {VERSION}  Logistic regression") for line in models)
     assert "      C: float = 1.0" in models and "      max_iter: int = 1000" in models
 
     only = _cli(sites, ("example",), "plugins", "--kind", "model", cwd=tmp_path)
@@ -228,7 +229,7 @@ def test_names_reads_metadata_only(sites):
         """,
         _env(sites, "example"),
     )
-    assert out["names"] == {"model": ["always_half", "logreg"], "strategy": ["buy_and_hold", "ema_rsi"]}
+    assert out["names"] == {"model": ["always_half", "lgbm", "logreg"], "strategy": ["buy_and_hold", "ema_rsi"]}
     assert out["before"] == []
     # The check above can see an import: loading the plugin does import its module (but not sklearn).
     assert "genesis_fw_models.logreg" in out["after_load"] and "sklearn" not in out["after_load"]

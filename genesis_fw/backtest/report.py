@@ -11,6 +11,7 @@ SHA-256), metrics, parameters and costs, dataset identity, equity curve, drawdow
 distribution of trade returns, monthly returns, trades (the first and last :data:`TRADES_SHOWN` when
 there are more than twice as many).
 
+Shared pieces (number formats, figures as PNG, the jinja2 environment) are in :mod:`genesis_fw.pages`.
 Metrics are rendered whatever keys are present: known keys get a label and a format
 (:data:`METRIC_FORMATS`; fractions as percent with 2 decimals), others a generic one; ``None``
 (undefined) is shown as "n/a". Matplotlib is imported only when a report is rendered.
@@ -18,10 +19,6 @@ Metrics are rendered whatever keys are present: known keys get a label and a for
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
-import json
 import math
 from datetime import datetime
 from typing import Any
@@ -30,6 +27,7 @@ import numpy as np
 
 from .._util import atomic_path
 from ..data.timeframes import from_ms
+from ..pages import BLUE, GREEN, GREY, INK, RED, decimals, finite, format_value, new_figure, png, style_axes, template
 
 #: Plotted series are downsampled to at most this many points (min and max of each bucket are kept).
 MAX_PLOT_POINTS = 4000
@@ -76,55 +74,13 @@ KPI_KEYS = ("total_return", "cagr", "max_drawdown", "sharpe", "num_trades", "win
 _SIGNED = {"total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown", "avg_win", "avg_loss"}
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_BLUE, _GREY, _GREEN, _RED, _INK = "#2563eb", "#9ca3af", "#16a34a", "#dc2626", "#374151"
-_DPI = 100
 
 
 # --------------------------------------------------------------------------- formatting
 
 
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def format_value(value: Any, kind: str = "auto") -> str:
-    """``value`` as display text; ``None`` and non-finite numbers are ``"n/a"``.
-
-    ``kind``: ``pct`` (fraction -> percent, 2 decimals), ``ratio`` (2 decimals), ``int``, ``money``
-    (2 decimals, thousands separators), ``hours`` or ``auto`` (by the value's type).
-    """
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float | np.integer | np.floating):
-        x = float(value)
-        if not math.isfinite(x):
-            return "n/a"
-        if kind == "pct":
-            return f"{x * 100:.2f}%"
-        if kind == "ratio":
-            return f"{x:,.2f}"
-        if kind == "money":  # amounts that round to 0.00 keep two significant digits (no "-0.00")
-            return "0.00" if x == 0 else f"{x:,.2f}" if abs(x) >= 0.005 else _decimals(x, 2, 2)
-        if kind == "hours":
-            return f"{x:,.2f} h"
-        if kind == "int" or isinstance(value, int | np.integer):
-            return f"{x:,.0f}"
-        return f"{x:,.6g}"
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
 def _sign_class(value: Any) -> str:
-    x = _finite(value)
+    x = finite(value)
     if x is None:
         return "na"
     return "pos" if x > 0 else "neg" if x < 0 else ""
@@ -136,17 +92,8 @@ def _label(key: str) -> str:
 
 def _metric_row(key: str, value: Any) -> dict[str, str]:
     kind = METRIC_FORMATS.get(key, ("", "auto"))[1]
-    cls = _sign_class(value) if key in _SIGNED else ("na" if _finite(value) is None else "")
+    cls = _sign_class(value) if key in _SIGNED else ("na" if finite(value) is None else "")
     return {"key": key, "label": _label(key), "value": format_value(value, kind), "cls": cls}
-
-
-def _decimals(x: float, sig: int, lo: int, hi: int = 10) -> str:
-    """``x`` with about ``sig`` significant digits, between ``lo`` and ``hi`` decimals."""
-    if not math.isfinite(x):
-        return "n/a"
-    digits = math.floor(math.log10(abs(x))) if x else 0
-    dec = min(max(sig - 1 - digits, lo), hi)
-    return f"{x:,.{dec}f}"
 
 
 def _when(ms: int) -> str:
@@ -230,9 +177,9 @@ def monthly_returns(timestamp_ms: np.ndarray, equity: np.ndarray, initial_cash: 
     year_start: dict[int, float] = {}
     for m, close, before in zip(months[ends].tolist(), closes.tolist(), prev.tolist(), strict=True):
         year, month = 1970 + m // 12, m % 12 + 1
-        out.setdefault(year, {})[month] = _finite(close / before - 1.0) if before > 0 else None
+        out.setdefault(year, {})[month] = finite(close / before - 1.0) if before > 0 else None
         year_start.setdefault(year, before)
-        out[year][13] = _finite(close / year_start[year] - 1.0) if year_start[year] > 0 else None
+        out[year][13] = finite(close / year_start[year] - 1.0) if year_start[year] > 0 else None
     return out
 
 
@@ -269,95 +216,55 @@ def _monthly_table(result: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- charts
 
 
-_WIDTH = 11.0  # inches, at _DPI
-
-
-def _new_figure(height: float, *, aligned: bool = False) -> Any:
-    """A figure on the Agg canvas. ``aligned``: fixed margins, so the time charts share their x positions."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(_WIDTH, height), dpi=_DPI, layout=None if aligned else "constrained")
-    FigureCanvasAgg(fig)  # explicitly the Agg backend; pyplot and its global state are not used
-    if aligned:  # margins in inches: room for tick labels like "1,000,000" and the axis label
-        fig.subplots_adjust(left=1.05 / _WIDTH, right=1 - 0.25 / _WIDTH, top=1 - 0.15 / height,
-                            bottom=0.62 / height)
-    return fig
-
-
-def _style_axes(ax: Any, dates: bool = True) -> None:
-    import matplotlib.dates as mdates
-
-    ax.grid(True, color="#e5e7eb", linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    for side in ("left", "bottom"):
-        ax.spines[side].set_color("#9ca3af")
-    ax.tick_params(labelsize=9, colors=_INK)
-    if dates:
-        locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-
-
-def _png(fig: Any) -> dict[str, Any]:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, facecolor="white")
-    width, height = fig.get_size_inches() * _DPI
-    return {"src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-            "width": round(width), "height": round(height)}
-
-
 def _equity_chart(x: np.ndarray, equity: np.ndarray, close: np.ndarray, cash: float) -> dict[str, Any]:
     from matplotlib.ticker import StrMethodFormatter
 
-    fig = _new_figure(3.8, aligned=True)
+    fig = new_figure(3.8, aligned=True)
     ax = fig.add_subplot()
-    _style_axes(ax)
+    style_axes(ax)
     if close.shape[0] and math.isfinite(close[0]) and close[0] > 0:
         hold = cash * close / close[0]
         idx = downsample_indices(hold)
-        ax.plot(x[idx], hold[idx], color=_GREY, linewidth=1.0, label="Buy & hold (no costs)")
+        ax.plot(x[idx], hold[idx], color=GREY, linewidth=1.0, label="Buy & hold (no costs)")
     idx = downsample_indices(equity)
-    ax.plot(x[idx], equity[idx], color=_BLUE, linewidth=1.3, label="Strategy equity")
-    ax.axhline(cash, color=_INK, linewidth=0.7, linestyle=":", label="Initial cash")
+    ax.plot(x[idx], equity[idx], color=BLUE, linewidth=1.3, label="Strategy equity")
+    ax.axhline(cash, color=INK, linewidth=0.7, linestyle=":", label="Initial cash")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    ax.set_ylabel("Equity (quote currency)", fontsize=9, color=_INK)
+    ax.set_ylabel("Equity (quote currency)", fontsize=9, color=INK)
     ax.legend(loc="best", frameon=False, fontsize=9)
     ax.margins(x=0.01)
-    return _png(fig)
+    return png(fig)
 
 
 def _drawdown_chart(x: np.ndarray, dd: np.ndarray) -> dict[str, Any]:
     from matplotlib.ticker import PercentFormatter
 
-    fig = _new_figure(2.9, aligned=True)
+    fig = new_figure(2.9, aligned=True)
     ax = fig.add_subplot()
-    _style_axes(ax)
+    style_axes(ax)
     idx = downsample_indices(dd)
-    ax.fill_between(x[idx], dd[idx], 0.0, color=_RED, alpha=0.25, linewidth=0)
-    ax.plot(x[idx], dd[idx], color=_RED, linewidth=0.9)
+    ax.fill_between(x[idx], dd[idx], 0.0, color=RED, alpha=0.25, linewidth=0)
+    ax.plot(x[idx], dd[idx], color=RED, linewidth=0.9)
     worst = int(np.argmin(dd))
     if dd[worst] < 0:
-        ax.plot([x[worst]], [dd[worst]], "o", color=_RED, markersize=5,
+        ax.plot([x[worst]], [dd[worst]], "o", color=RED, markersize=5,
                 label=f"max drawdown {dd[worst] * 100:.2f}% ({_when(int(x[worst].astype(np.int64)))} UTC)")
         ax.legend(loc="lower left", frameon=False, fontsize=9)
         ax.set_ylim(dd[worst] * 1.12, 0.0)
     else:
         ax.set_ylim(-0.01, 0.001)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylabel("Below running peak", fontsize=9, color=_INK)
+    ax.set_ylabel("Below running peak", fontsize=9, color=INK)
     ax.margins(x=0.01)
-    return _png(fig)
+    return png(fig)
 
 
 def _returns_histogram(returns: np.ndarray) -> dict[str, Any]:
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    fig = _new_figure(3.2)
+    fig = new_figure(3.2)
     ax = fig.add_subplot()
-    _style_axes(ax, dates=False)
+    style_axes(ax, dates=False)
     # Bin edges on multiples of the bin width, so 0 is an edge and no bin mixes gains with losses.
     count = int(np.clip(round(2 * math.sqrt(returns.shape[0])), 10, 60))
     lo, hi = float(returns.min()), float(returns.max())
@@ -365,16 +272,16 @@ def _returns_histogram(returns: np.ndarray) -> dict[str, Any]:
     bins = np.arange(math.floor(lo / width), math.floor(hi / width) + 2) * width
     _, edges, patches = ax.hist(returns, bins=bins, edgecolor="white", linewidth=0.5)
     for patch, lo, hi in zip(patches, edges[:-1], edges[1:], strict=True):
-        patch.set_facecolor(_GREEN if (lo + hi) / 2 > 0 else _RED)
-    ax.axvline(0.0, color=_INK, linewidth=0.8)
+        patch.set_facecolor(GREEN if (lo + hi) / 2 > 0 else RED)
+    ax.axvline(0.0, color=INK, linewidth=0.8)
     mean = float(returns.mean())
-    ax.axvline(mean, color=_BLUE, linewidth=1.2, linestyle="--", label=f"mean {mean * 100:.2f}%")
+    ax.axvline(mean, color=BLUE, linewidth=1.2, linestyle="--", label=f"mean {mean * 100:.2f}%")
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("Return per trade (net of commission)", fontsize=9, color=_INK)
-    ax.set_ylabel("Trades", fontsize=9, color=_INK)
+    ax.set_xlabel("Return per trade (net of commission)", fontsize=9, color=INK)
+    ax.set_ylabel("Trades", fontsize=9, color=INK)
     ax.legend(loc="upper right", frameon=False, fontsize=9)
-    return _png(fig)
+    return png(fig)
 
 
 # --------------------------------------------------------------------------- tables
@@ -405,9 +312,9 @@ def _trade_rows(result: Any) -> tuple[list[dict[str, Any]], int]:
             "entry_time": _when(t0),
             "exit_time": _when(t1),
             "held": _duration(t1 - t0),
-            "entry_price": _decimals(entry, 6, 2),
-            "exit_price": _decimals(exit_, 6, 2),
-            "qty": _decimals(abs(qty), 6, 0),
+            "entry_price": decimals(entry, 6, 2),
+            "exit_price": decimals(exit_, 6, 2),
+            "qty": decimals(abs(qty), 6, 0),
             "ret": format_value(returns[j], "pct"),
             "ret_cls": _sign_class(returns[j]),
             "pnl": format_value(pnl, "money"),
@@ -477,20 +384,6 @@ def _metric_groups(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- rendering
 
 
-@functools.lru_cache(maxsize=1)
-def _template() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("genesis_fw", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template("report.html.j2")
-
-
 def _context(result: Any) -> dict[str, Any]:
     bars, d, m = result.bars, result.dataset, result.metrics
     cash = float(result.config.initial_cash)
@@ -534,7 +427,7 @@ def _context(result: Any) -> dict[str, Any]:
 
 def render_html(result: Any) -> str:
     """The self-contained HTML report of a :class:`genesis_fw.backtest.BacktestResult`."""
-    return _template().render(**_context(result))
+    return template("report.html.j2").render(**_context(result))
 
 
 def write_html(result: Any, path: Any) -> None:

@@ -1,0 +1,216 @@
+"""Scores of predicted probabilities against 0/1 labels, the constant base-rate yardsticks, and the verdict.
+
+Pure functions over numpy arrays: ``y`` holds 0/1 labels (1 = price up), ``p`` the predicted probability
+of 1 (a fraction in [0, 1]). Every figure is computed by ``sklearn.metrics`` on the same data, so it
+equals what scikit-learn reports; this module adds the input checks, the undefined cases (``None``
+instead of NaN or a warning) and the expected calibration error, which scikit-learn does not offer.
+
+Units: ``log_loss`` in nats per row (natural log; p is clipped to [eps, 1 - eps] with eps the float64
+machine epsilon, as ``sklearn.metrics.log_loss`` does, so p = 0 for an up move costs about 36.04 nats,
+not infinity); ``brier`` in probability squared (0 perfect, 0.25 for a constant 0.5); ``ece`` as a
+probability (0 perfect); ``roc_auc``, ``pr_auc``, ``precision``, ``recall``, ``accuracy`` and ``up_rate``
+as fractions. ``precision``, ``recall``, ``accuracy`` and ``confusion`` classify ``p >= threshold`` as up.
+
+Expected calibration error (ECE): the [0, 1] range is cut into ``bins`` equal-width bins; bin k holds the
+p in (k/bins, (k+1)/bins], the first bin also 0 (the binning of ``sklearn.calibration.calibration_curve``
+with ``strategy="uniform"``). ECE = sum over non-empty bins of (count / n) * |mean p - observed up-rate|.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def _check(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
+    ya, pa = np.asarray(y), np.asarray(p)
+    if ya.ndim != 1 or pa.ndim != 1:
+        raise DataError(f"labels and probabilities must be 1-D arrays, got shapes {ya.shape} and {pa.shape}")
+    if ya.shape != pa.shape:
+        raise DataError(f"labels and probabilities differ in length: {ya.size} labels, {pa.size} probabilities")
+    if ya.size == 0:
+        raise DataError("no rows to evaluate: the labels and probabilities are empty")
+    try:
+        pf = pa.astype(np.float64)
+        yf = ya.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"labels and probabilities must be numbers: {exc}") from None
+    if np.isnan(pf).any():
+        raise DataError(f"probabilities contain NaN (first at row {int(np.argmax(np.isnan(pf)))})")
+    bad = (pf < 0) | (pf > 1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"probability {pf[i]!r} at row {i} is outside [0, 1]")
+    wrong = (yf != 0) & (yf != 1)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise DataError(f"label {ya[i]!r} at row {i} is not 0 or 1")
+    return yf.astype(np.int64), pf
+
+
+def _opt(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def reliability(y: Any, p: Any, bins: int = 10) -> dict[str, Any]:
+    """Per-bin calibration (for the reliability diagram and the ECE), equal-width bins on [0, 1].
+
+    Returns ``{"bins": [{"lo", "hi", "count", "mean_predicted", "observed_rate"}, ...], "n", "ece"}``:
+    one entry per bin in order (empty bins included, their mean and rate ``None``); ``lo``/``hi`` are the
+    bin edges (probabilities); ``ece`` as in the module docstring.
+    """
+    yv, pv = _check(y, p)
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise DataError(f"invalid number of bins {bins!r}: expected a whole number >= 1")
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    ids = np.searchsorted(edges[1:-1], pv)  # as sklearn.calibration.calibration_curve
+    count = np.bincount(ids, minlength=bins)
+    psum = np.bincount(ids, weights=pv, minlength=bins)
+    ysum = np.bincount(ids, weights=yv.astype(np.float64), minlength=bins)
+    out, ece = [], 0.0
+    for k in range(int(bins)):
+        c = int(count[k])
+        mean_p = float(psum[k] / c) if c else None
+        rate = float(ysum[k] / c) if c else None
+        if c:
+            ece += c / pv.size * abs(mean_p - rate)  # type: ignore[operator]
+        out.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "count": c,
+                    "mean_predicted": mean_p, "observed_rate": rate})
+    return {"bins": out, "n": int(pv.size), "ece": float(ece)}
+
+
+def scores(y: Any, p: Any, *, threshold: float = 0.5, bins: int = 10) -> dict[str, Any]:
+    """The scores of probabilities ``p`` for labels ``y`` (units in the module docstring).
+
+    Keys: ``n``, ``up_rate``, ``log_loss``, ``brier``, ``roc_auc``, ``pr_auc`` (average precision),
+    ``precision``, ``recall``, ``accuracy``, ``confusion`` (``[[tn, fp], [fn, tp]]``, up when
+    ``p >= threshold``), ``ece`` (``bins`` equal-width bins). Plain Python numbers, JSON-ready; ``None``
+    where undefined: ``roc_auc`` with one class only, ``pr_auc`` and ``recall`` with no up label,
+    ``precision`` when nothing is predicted up. Bad input raises :class:`DataError`.
+    """
+    from sklearn import metrics as skm
+
+    yv, pv = _check(y, p)
+    if not (isinstance(threshold, int | float | np.number) and 0 <= float(threshold) <= 1):
+        raise DataError(f"invalid threshold {threshold!r}: expected a probability in [0, 1]")
+    yhat = (pv >= float(threshold)).astype(np.int64)
+    positives, predicted_up = int(yv.sum()), int(yhat.sum())
+    both = 0 < positives < yv.size
+    return {
+        "n": int(yv.size),
+        "up_rate": positives / yv.size,
+        "log_loss": float(skm.log_loss(yv, pv, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(yv, pv, pos_label=1)),
+        "roc_auc": float(skm.roc_auc_score(yv, pv)) if both else None,
+        "pr_auc": float(skm.average_precision_score(yv, pv)) if positives else None,
+        "precision": float(skm.precision_score(yv, yhat, zero_division=np.nan)) if predicted_up else None,
+        "recall": float(skm.recall_score(yv, yhat, zero_division=np.nan)) if positives else None,
+        "accuracy": float(skm.accuracy_score(yv, yhat)),
+        "confusion": [[int(v) for v in row] for row in skm.confusion_matrix(yv, yhat, labels=[0, 1])],
+        "ece": reliability(yv, pv, bins)["ece"],
+    }
+
+
+def baselines(y: Any, rates: dict[str, float], **options: Any) -> dict[str, dict[str, Any]]:
+    """:func:`scores` of each constant predictor ``p = rate`` (e.g. ``{"train_rate": 0.52}``).
+
+    ``options`` go to :func:`scores` (``threshold``, ``bins``). A rate outside [0, 1] raises :class:`DataError`.
+    """
+    yv, _ = _check(y, np.zeros(np.asarray(y).shape))
+    out = {}
+    for name, rate in rates.items():
+        r = float(rate)
+        if not (math.isfinite(r) and 0 <= r <= 1):
+            raise DataError(f"baseline {name}: rate {rate!r} is not a probability in [0, 1]")
+        out[name] = scores(yv, np.full(yv.size, r), **options)
+    return out
+
+
+def skill(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+    """Skill scores against a baseline: ``log_loss_skill = 1 - ll / ll_base``, ``brier_skill = 1 - b / b_base``.
+
+    Fractions: 0 is no better than the baseline, above 0 better, 1 perfect; ``None`` when the baseline
+    scores 0 (a perfect baseline leaves nothing to improve).
+    """
+    def ratio(key: str) -> float | None:
+        base = baseline.get(key)
+        return None if not base else _opt(1.0 - float(model[key]) / float(base))
+
+    return {"log_loss_skill": ratio("log_loss"), "brier_skill": ratio("brier")}
+
+
+def _pair(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with 4 decimals, or 6 when 4 make them look equal."""
+    digits = 4 if f"{a:.4f}" != f"{b:.4f}" or a == b else 6
+    return f"{a:.{digits}f}", f"{b:.{digits}f}"
+
+
+def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, Any]]) -> str:
+    """One plain sentence: has the model skill against the best constant baseline (lowest log loss)?
+
+    "no skill" when the model's log loss is not strictly below the best baseline's; otherwise
+    "skill: log loss X vs base rate Y (log-loss skill Z %)". Both mention the Brier scores.
+    """
+    if not baseline_scores:
+        raise DataError("no baseline to compare with: give at least one base rate")
+    name, base = min(baseline_scores.items(), key=lambda kv: kv[1]["log_loss"])
+    ll, ll_b = float(model_scores["log_loss"]), float(base["log_loss"])
+    b, b_b = float(model_scores["brier"]), float(base["brier"])
+    ll_t, ll_bt = _pair(ll, ll_b)
+    b_t, b_bt = _pair(b, b_b)
+    rate = f"the base rate's {ll_bt} ({name} {base['up_rate']:.4f})"
+    if not ll < ll_b:
+        return (f"no skill: log loss {ll_t} is not below {rate}; Brier {b_t} vs {b_bt}"
+                f"{'' if b < b_b else ' (not below either)'}")
+    sk = skill(model_scores, base)
+    bs = sk["brier_skill"]
+    brier = f"Brier {b_t} vs {b_bt}" + (f" (Brier skill {bs * 100:.2f} %)" if bs is not None else "")
+    return f"skill: log loss {ll_t} vs base rate {ll_bt} (log-loss skill {sk['log_loss_skill'] * 100:.2f} %) " \
+           f"against {name}; {brier}"
+
+
+def summary(
+    y: Any,
+    p_raw: Any,
+    calibration: dict[str, Any],
+    rates: dict[str, float],
+    *,
+    model: dict[str, Any],
+    split: str,
+    period: dict[str, str],
+    threshold: float = 0.5,
+    bins: int = 10,
+) -> dict[str, Any]:
+    """Everything an evaluation reports, laid out as
+    :func:`genesis_fw.ml.evaluation_report.render_evaluation_html` takes it.
+
+    ``p_raw`` are the model's raw probabilities for labels ``y``; ``calibration`` the stored calibration
+    dict (:mod:`genesis_fw.ml.calibration`), applied to get the model's probabilities; ``rates`` the
+    constant baselines (e.g. ``{"train_rate": ..., "validation_rate": ...}``); ``model`` ``{name,
+    model_type, symbol, timeframe, horizon}``; ``split`` the part's name; ``period`` ``{start, end}``
+    (UTC ISO of the first and last labelled bar). ``skill`` holds the skill against every baseline.
+    """
+    from .calibration import apply
+
+    p = apply(calibration, p_raw)
+    model_scores = scores(y, p, threshold=threshold, bins=bins)
+    base = baselines(y, rates, threshold=threshold, bins=bins)
+    return {
+        "model": dict(model),
+        "split": split,
+        "period": dict(period),
+        "threshold": float(threshold),
+        "scores": model_scores,
+        "raw_scores": scores(y, p_raw, threshold=threshold, bins=bins),
+        "baselines": base,
+        "baseline_rates": {k: float(v) for k, v in rates.items()},
+        "skill": {name: skill(model_scores, b) for name, b in base.items()},
+        "verdict": verdict(model_scores, base),
+        "calibration": dict(calibration),
+        "reliability": {"raw": reliability(y, p_raw, bins), "calibrated": reliability(y, p, bins)},
+    }
