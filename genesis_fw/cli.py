@@ -469,9 +469,7 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
     for warning in result.edge_warnings:
         _note(f"Warning: {warning}")
     cal = doc["calibration"]
-    cv_ll = ", ".join(f"{m} {v:.5f}" for m, v in cal.get("cv_log_loss", {}).items())
-    click.echo(f"Calibration (cross-validated log loss within the validation part): {cv_ll or 'n/a'} -> "
-               f"{cal['method']}" + (f" ({cal['chosen_because']})" if cal.get("chosen_because") else ""))
+    click.echo(f"Calibration, chosen within the validation part: {cal['method']}; {cal['chosen_because']}")
     test = result.evaluation["test"]
     bases = list(test["baselines"])
     click.echo(f"Test part ({split.test.size:,} rows, up-rate {test['model']['up_rate']:.4f}):")
@@ -482,7 +480,8 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
             click.echo("  " + f"{key:<10}" + "".join(f"{_num(v):>16}" for v in row))
     for name in bases:
         sk = test["skill"][name]
-        click.echo(f"  skill vs {name}: log loss {_num(sk['log_loss_skill'])}, Brier {_num(sk['brier_skill'])}")
+        pct = {k: "n/a" if v is None else f"{v * 100:.2f} %" for k, v in sk.items()}
+        click.echo(f"  skill vs {name}: log loss {pct['log_loss_skill']}, Brier {pct['brier_skill']}")
     click.echo(f"Verdict: {result.verdict}")
     click.echo(f"Wrote {result.path}")
 

@@ -120,7 +120,9 @@ def test_cli_prints_every_step_and_writes_the_model_file(trained) -> None:
         assert f"  {part:<10} {rows:>8,} rows" in out
     assert "Grid search: logreg, 5 candidates x 4 purged folds" in out
     assert f"Best: C={doc['grid_search']['best_params']['C']}" in out
-    assert "Calibration (cross-validated log loss within the validation part)" in out
+    cal = doc["calibration"]
+    assert f"Calibration, chosen within the validation part: {cal['method']}; {cal['chosen_because']}" in out
+    assert set(cal["cv_log_loss"]) == {"none", "platt", "isotonic"}
     assert "Test part (" in out and "  log_loss" in out and "skill vs train_rate" in out
     assert f"Verdict: {doc['description'].split('; ', 1)[1]}" in out
     assert out.rstrip().endswith(f"Wrote {tmp / 'models' / 'tBTCUSD_1h_v1.json'}")
@@ -136,12 +138,12 @@ def test_cli_prints_every_step_and_writes_the_model_file(trained) -> None:
 
 
 def test_stored_test_metrics_equal_a_recomputation_on_the_test_rows(trained) -> None:
-    evaluation = training.evaluation
+    from genesis_fw.ml import calibration, evaluation
 
     tmp, _, doc = trained
     X, y = _examples_by_dates(doc, tmp / "store" / "features" / "tBTCUSD_1h.parquet", "test")
     assert len(y) == doc["metrics"]["test"]["n"] == doc["training_data"]["split"]["rows"]["test"]
-    p = training.calibration.apply(doc["calibration"], _rebuild(doc).predict_proba(X))
+    p = calibration.apply(doc["calibration"], _rebuild(doc).predict_proba(X))
     assert evaluation.scores(y, p) == doc["metrics"]["test"]
 
 
@@ -302,3 +304,14 @@ def test_dataset_drops_warmup_and_unlabelled_bars_never_fills(tmp_path: Path) ->
     assert ex.identity["dataset_version"] is None and ex.identity["candles"] == candles.num_rows
     assert ex.features_cached is False
     assert dataset.build(CandleStore.open(store), "tBTCUSD", "1m", cfg.features, cfg.train).features_cached is True
+
+
+def test_the_lgbm_model_type_trains_through_the_cli(tmp_path: Path) -> None:
+    proc = _ok(_train(tmp_path, *BASE, "model=lgbm", "model.num_leaves=7,15", "model.learning_rate=0.05",
+                      "train.folds=3"))
+    doc = json.loads(_written(proc).read_text())
+    assert doc["model_type"] == "lgbm" and doc["params"]["num_leaves"] in (7, 15)
+    assert doc["grid_search"]["grid"]["num_leaves"] == [7, 15] and len(doc["grid_search"]["results"]) == 2
+    assert isinstance(doc["state"], dict)
+    assert doc["metrics"]["test"]["n"] == doc["training_data"]["split"]["rows"]["test"]
+    assert "Grid search: lgbm, 2 candidates x 3 purged folds" in proc.stdout

@@ -34,7 +34,7 @@ import numpy as np
 from ..config import RuntimeConfig
 from ..data.store import CandleStore
 from ..errors import DataError, GenesisError
-from . import features
+from . import calibration, evaluation, features
 from .dataset import Examples
 from .splits import PurgedKFold, Split, split_labels
 
@@ -199,7 +199,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     raw = {part: np.asarray(model.predict_proba(ex.X[rows]), dtype=float) for part, rows in split.parts().items()}
     cal = calibration.choose(raw["validation"], ex.y[va], ex.labels.timestamp_ms[va], ex.labels.end_ms[va],
                              cfg.timeframe, methods=tc.calibration, n_splits=tc.calibration_folds, embargo=tc.embargo)
-    stored_cal = {k: v for k, v in cal.items()}
+    stored_cal = dict(cal)
     rates = {"train_rate": float(ex.y[tr].mean()), "validation_rate": float(ex.y[va].mean())}
     report: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
@@ -247,39 +247,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     return TrainResult(doc, path, ex, split, grid, warnings, report, verdict)
 
 
-# --- TEMPORARY stand-ins until model_file / evaluation / calibration exist (removed when they do) ---------
-
-
-class calibration:  # noqa: N801
-    @staticmethod
-    def choose(p_raw, y, start_ms, end_ms, timeframe, *, methods=("none",), n_splits=5, embargo=0):
-        return {"method": "none", "cv_log_loss": {}, "chosen_because": "stand-in"}
-
-    @staticmethod
-    def apply(cal, p_raw):
-        return np.asarray(p_raw, dtype=float)
-
-
-class evaluation:  # noqa: N801
-    @staticmethod
-    def scores(y, p):
-        from sklearn.metrics import brier_score_loss, log_loss
-
-        return {"n": int(len(y)), "up_rate": float(np.mean(y)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
-                "brier": float(brier_score_loss(y, p))}
-
-    @staticmethod
-    def baselines(y, rates):
-        return {k: evaluation.scores(y, np.full(len(y), r)) for k, r in rates.items()}
-
-    @staticmethod
-    def skill(m, b):
-        return {"log_loss_skill": 1 - m["log_loss"] / b["log_loss"], "brier_skill": 1 - m["brier"] / b["brier"]}
-
-    @staticmethod
-    def verdict(m, bases):
-        best = min(b["log_loss"] for b in bases.values())
-        return f"{'skill' if m['log_loss'] < best else 'no skill'}: log loss {m['log_loss']:.4f} vs {best:.4f}"
+# --- TEMPORARY stand-in until model_file exists (removed when it does) ---------
 
 
 class model_file:  # noqa: N801
