@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
-EPS = 1e-6
+EPS = 1e-3  # as genesis_fw.ml.calibration.EPS
 
 
 def purged_folds(start: np.ndarray, end: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -51,7 +51,7 @@ def _calibrator(method: str, p: np.ndarray, y: np.ndarray):
     if method == "none":
         return lambda q: q
     if method == "platt":
-        lr = LogisticRegression(C=1e6).fit(_logit(p), y)
+        lr = LogisticRegression(C=1e10).fit(_logit(p), y)
         return lambda q: lr.predict_proba(_logit(q))[:, 1]
     iso = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(p, y)
     return iso.predict
