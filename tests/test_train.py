@@ -313,3 +313,24 @@ def test_the_lgbm_model_type_trains_through_the_cli(tmp_path: Path) -> None:
     assert isinstance(doc["state"], dict)
     assert doc["metrics"]["test"]["n"] == doc["training_data"]["split"]["rows"]["test"]
     assert "Grid search: lgbm, 2 candidates x 3 purged folds" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/plugins/genesis-fw-example installed by real pip into a folder of its own."""
+    from test_plugins import _install
+
+    return _install("genesis-fw-example", tmp_path_factory.mktemp("example-dist"))
+
+
+def _train_with_example(tmp: Path, site: Path, *args: str) -> subprocess.CompletedProcess:
+    env = _env(tmp)
+    env["PYTHONPATH"] = str(site)
+    return run_cli("train", *args, cwd=tmp, env=env)
+
+
+def test_a_third_party_model_without_state_fails_in_one_line_and_writes_nothing(tmp_path: Path,
+                                                                             example_site: Path) -> None:
+    proc = _train_with_example(tmp_path, example_site, *BASE, "model=always_half", "train.folds=3")
+    _one_line_error(proc, "always_half", "to_state")
+    assert not (tmp_path / "models").exists()

@@ -123,7 +123,7 @@ def _check_folds(cv: PurgedKFold, y: np.ndarray) -> None:
 
 
 def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y: np.ndarray, cv: PurgedKFold, *,
-                n_jobs: int = 1) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                n_jobs: int = 1, name: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``GridSearchCV(PluginEstimator(model_class), grid, scoring="neg_log_loss", cv=cv, refit=False)``.
 
     Returns one result per candidate in scikit-learn's order (``params``, ``mean_log_loss``,
@@ -143,7 +143,7 @@ def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y:
     except Exception as exc:
         from ..plugins import plugin_failure
 
-        raise plugin_failure(model_class.__name__, "fit", exc, " in the grid search", kind="model") from exc
+        raise plugin_failure(name or model_class.__name__, "fit", exc, " in the grid search", kind="model") from exc
     res = search.cv_results_
     results = [
         {"params": {k: _plain(v) for k, v in params.items()},
@@ -185,7 +185,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     tr, va = split.train, split.validation
     cv = PurgedKFold.from_labels(ex.labels, rows=tr, n_splits=tc.folds, embargo=tc.embargo)
     step(f"grid search: {math.prod(len(v) for v in grid.values())} candidates x {tc.folds} folds")
-    results, best = grid_search(model_class, grid, ex.X[tr], ex.y[tr], cv, n_jobs=tc.n_jobs)
+    results, best = grid_search(model_class, grid, ex.X[tr], ex.y[tr], cv, n_jobs=tc.n_jobs, name=cfg.model.name)
     on_edge, warnings = edge_warnings(grid, best)
     params = make_params(model_class.Params, best, owner="model")
     try:
@@ -213,6 +213,12 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         metrics[part] = model_scores
     verdict = evaluation.verdict(report["test"]["model"], report["test"]["baselines"])
 
+    try:
+        state = model.to_state()
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(cfg.model.name, "to_state", exc, kind="model") from exc
     doc = {
         "schema_version": 1,
         "name": None,
@@ -220,7 +226,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         "model_type": cfg.model.name,
         "model_type_version": int(model_class.state_version),
         "params": attrs.asdict(params) if attrs.has(type(params)) else {},
-        "state": model.to_state(),
+        "state": state,
         "symbol": cfg.symbol,
         "timeframe": cfg.timeframe,
         "horizon": tc.horizon,
