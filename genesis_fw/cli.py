@@ -209,14 +209,16 @@ def config_cmd(config_file: Path | None, overrides: tuple[str, ...]) -> None:
     import attrs
 
     from .config import RuntimeConfig, parse_overrides
-    from .plugins import instantiate, model_grid
+    from .plugins import instantiate, load, model_grid
 
     cfg = RuntimeConfig.load(config_file, parse_overrides(overrides))
     strategy = instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
     resolved = cfg.to_dict()
     resolved["strategy"]["params"] = attrs.asdict(strategy.params)
-    # The model's grid as train searches it: a list per tuned parameter, one value for a fixed one.
-    resolved["model"]["params"] = {k: v if len(v) > 1 else v[0] for k, v in model_grid(cfg.model).items()}
+    # The model's parameters as train searches them: a list per tuned one, a single value for the others.
+    grid = model_grid(cfg.model)
+    defaults = attrs.asdict(load("model", cfg.model.name).Params())
+    resolved["model"]["params"] = defaults | {k: v if len(v) > 1 else v[0] for k, v in grid.items()}
     click.echo(json.dumps(resolved, indent=2))
 
 

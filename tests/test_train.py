@@ -334,3 +334,13 @@ def test_a_third_party_model_without_state_fails_in_one_line_and_writes_nothing(
     proc = _train_with_example(tmp_path, example_site, *BASE, "model=always_half", "train.folds=3")
     _one_line_error(proc, "always_half", "to_state")
     assert not (tmp_path / "models").exists()
+
+
+def test_config_shows_the_model_grid_and_the_train_section(tmp_path: Path) -> None:
+    proc = _ok(run_cli("config", "model.C=0.01,0.1", "train.horizon=10", cwd=tmp_path))
+    resolved = json.loads(proc.stdout)
+    assert resolved["model"] == {"name": "logreg", "params": {"C": [0.01, 0.1], "max_iter": 1000}}
+    assert resolved["train"]["horizon"] == 10 and resolved["train"]["fractions"] == [0.6, 0.2, 0.2]
+    proc = _ok(run_cli("config", "model.max_iter=50", cwd=tmp_path))
+    assert json.loads(proc.stdout)["model"]["params"] == {"C": [0.001, 0.01, 0.1, 1.0, 10.0], "max_iter": 50}
+    _one_line_error(run_cli("config", "model.C=0.1,0", cwd=tmp_path), "'C' must be > 0")
