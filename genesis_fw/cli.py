@@ -7,6 +7,7 @@ one line and exits 1 (usage errors 2); ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -69,10 +70,12 @@ def _note(message: str) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GENESIS_DATA_DIR",
               default=None, help="Store folder (candles, metadata, catalog). Default: $GENESIS_DATA_DIR or ./data.")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GENESIS_MODELS_DIR",
+              default=None, help="Models folder (model JSON files). Default: $GENESIS_MODELS_DIR or ./config/models.")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="genesis-fw")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, data_dir: Path | None, models_dir: Path | None, debug: bool) -> None:
     """Crypto trading research: candles, SQL checks, backtests, models.
 
     \b
@@ -81,7 +84,9 @@ def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
       genesis-fw sql "SELECT symbol, timeframe, count(*) FROM candles GROUP BY ALL"
       genesis-fw --data-dir /tmp/store import candles.parquet --symbol tBTCUSD --timeframe 1m
     """
-    ctx.obj = {"data_dir": data_dir, "debug": debug}
+    ctx.obj = {"data_dir": data_dir, "models_dir": models_dir, "debug": debug}
+    if models_dir is not None:  # so plugins (the ml_model strategy) resolve model names in the same folder
+        os.environ["GENESIS_MODELS_DIR"] = str(models_dir)
 
 
 @cli.command()

@@ -14,7 +14,10 @@ keeps its traceback.
     ├── CatalogError            the catalog database cannot be opened or written
     ├── ConsoleError            a statement the read-only SQL console refuses or cannot run
     ├── OutputError             an output path inside the store's own files, or not writable
-    └── RegistryError           model registry misuse (unknown version, bad promotion)
+    ├── RegistryError           model registry misuse (unknown version, bad promotion)
+    └── ModelFileError          a model file that is truncated, tampered, of another schema or state
+                                version, missing fields, of an unknown model type, or for another
+                                symbol / timeframe than asked; an unknown model name
 
 A message says what went wrong, where, and how to fix it.
 """
@@ -68,3 +71,9 @@ class OutputError(GenesisError):
 
 class RegistryError(GenesisError):
     """The model registry was asked for something it cannot do."""
+
+
+class ModelFileError(GenesisError):
+    """A model file cannot be used: unreadable, not strict JSON, refused by the schema or its model type's
+    state schema, of another schema or state version, an unknown model type or name, or for another
+    symbol / timeframe than asked."""

@@ -13,6 +13,7 @@ Each check raises ``AssertionError`` with a message saying what is wrong.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -92,12 +93,37 @@ def check_strategy(cls: type, bars: Bars | None = None, params: Any = None, *, p
 
 
 def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
-    """Check a model type against the contract in :mod:`genesis_fw.model`: ``fit`` returns self,
-    ``predict_proba`` before ``fit`` raises, probabilities have shape ``(n,)`` and lie in [0, 1],
-    and fitting twice on the same data gives the same predictions."""
+    """Check a model type against the contract in :mod:`genesis_fw.model`:
+
+    * ``fit`` returns self, ``predict_proba`` before ``fit`` raises :class:`NotFittedError`,
+      probabilities have shape ``(n,)`` and lie in [0, 1], fitting twice gives the same predictions;
+    * ``state_version`` is an int >= 1, every ``grid`` key is a ``Params`` field and every candidate
+      value builds a ``Params``; ``Params`` survives a trip through JSON (how a model file stores it);
+    * the JSON round trip of a model file: ``to_state()`` is plain JSON (``json.dumps`` with
+      ``allow_nan=False``), passes ``state_schema`` when the type declares one, and ``from_state`` of
+      ``json.loads`` of it predicts bit for bit (``np.array_equal``) what the fitted model does, on
+      the training rows and on new ones.
+    """
+    from .config import make_params
+    from .errors import ConfigError
     from .model import Model, NotFittedError
 
     assert isinstance(cls, type) and issubclass(cls, Model), f"{cls!r} is not a genesis_fw.Model subclass"
+    name = cls.__name__
+    version = cls.state_version
+    assert isinstance(version, int) and not isinstance(version, bool) and version >= 1, (
+        f"{name}.state_version must be an int >= 1, got {version!r}")
+    fields = {f.name for f in attrs.fields(cls.Params)} if attrs.has(cls.Params) else set()
+    for key, values in cls.grid.items():
+        assert key in fields, f"{name}.grid names {key!r}, which is not a field of {name}.Params ({sorted(fields)})"
+        assert isinstance(values, tuple | list) and len(values) > 0, (
+            f"{name}.grid[{key!r}] must be a non-empty tuple of candidate values")
+        for value in values:
+            try:
+                cls.Params(**{key: value})
+            except Exception as exc:
+                raise AssertionError(f"{name}.grid[{key!r}] candidate {value!r} is refused by {name}.Params: "
+                                     f"{exc}") from exc
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(400, 3))
     y = (X[:, 0] + 0.5 * rng.normal(size=400) > 0).astype(int)
@@ -107,10 +133,41 @@ def check_model(cls: type, params: Any = None, *, seed: int = 0) -> None:
     except NotFittedError:
         pass
     else:
-        raise AssertionError(f"{cls.__name__}.predict_proba before fit must raise NotFittedError")
-    assert model.fit(X, y) is model, f"{cls.__name__}.fit must return self"
+        raise AssertionError(f"{name}.predict_proba before fit must raise NotFittedError")
+    assert model.fit(X, y) is model, f"{name}.fit must return self"
     p = np.asarray(model.predict_proba(X))
-    assert p.shape == (400,), f"{cls.__name__}.predict_proba returned shape {p.shape}; expected (400,)"
-    assert np.all((p >= 0) & (p <= 1)), f"{cls.__name__}.predict_proba returned values outside [0, 1]"
+    assert p.shape == (400,), f"{name}.predict_proba returned shape {p.shape}; expected (400,)"
+    assert np.all((p >= 0) & (p <= 1)), f"{name}.predict_proba returned values outside [0, 1]"
     p2 = np.asarray(cls(params).fit(X, y).predict_proba(X))
-    assert np.allclose(p, p2), f"{cls.__name__}: fitting twice on the same data gave different predictions"
+    assert np.allclose(p, p2), f"{name}: fitting twice on the same data gave different predictions"
+
+    if attrs.has(cls.Params):
+        try:
+            as_json = json.loads(json.dumps(attrs.asdict(model.params), allow_nan=False))
+            again = make_params(cls.Params, as_json, owner=f"model {name}")
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise AssertionError(f"{name}.Params does not survive a trip through JSON: {exc}") from exc
+        assert again == model.params, f"{name}.Params changed through JSON: {model.params!r} -> {again!r}"
+    state = model.to_state()
+    assert isinstance(state, dict), f"{name}.to_state() must return a dict, got {type(state).__name__}"
+    try:
+        text = json.dumps(state, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{name}.to_state() is not plain JSON (dicts, lists, str, int, finite float, bool, "
+                             f"None): {exc}") from exc
+    loaded_state = json.loads(text)
+    if cls.state_schema is not None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import best_match
+
+        Draft202012Validator.check_schema(cls.state_schema)
+        error = best_match(Draft202012Validator(cls.state_schema).iter_errors(loaded_state))
+        assert error is None, f"{name}.to_state() does not pass its own state_schema: {error.message}"
+    loaded = cls.from_state(model.params, loaded_state)
+    X_new = rng.normal(size=(200, 3)) * 2.0
+    for data, what in ((X, "the training rows"), (X_new, "new rows")):
+        want, got = np.asarray(model.predict_proba(data)), np.asarray(loaded.predict_proba(data))
+        assert got.shape == want.shape, f"{name}: from_state(to_state()) predicts shape {got.shape}, not {want.shape}"
+        assert np.array_equal(got, want), (
+            f"{name}: the model rebuilt by from_state(to_state()) through JSON does not predict bit for bit what "
+            f"the fitted one does on {what} (largest difference {np.max(np.abs(got - want))})")

@@ -23,7 +23,7 @@ from conftest import run_cli
 
 from genesis_fw import __version__ as VERSION
 from genesis_fw import plugins
-from genesis_fw.errors import ConfigError, PluginError
+from genesis_fw.errors import ConfigError, ModelFileError, PluginError
 from genesis_fw.model import Model, NotFittedError
 from genesis_fw.strategy import LONG, SHORT, Bars, Strategy
 from genesis_fw.testing import check_model
@@ -111,12 +111,14 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
         "      rsi_upper: float = 70.0",
         "      rsi_lower: float = 30.0",
     ]
-    models = _section(proc.stdout, "Model types (3):")
+    models = _section(proc.stdout, "Model types (4):")
     assert models[0] == "  always_half  genesis-fw-example 0.1.0  Predict probability 0.5 for every row; a no-skill " \
                         "baseline."
     assert models[1].startswith(f"  lgbm  genesis-fw {VERSION}  Gradient-boosted decision trees")
     assert any(line.startswith(f"  logreg  genesis-fw {VERSION}  Logistic regression") for line in models)
     assert "      C: float = 1.0" in models and "      max_iter: int = 1000" in models
+    assert models[-2:] == ["  up_rate  genesis-fw-example 0.1.0  Predict the up-rate seen in training for every row "
+                           "(with a pseudo-count prior).", "      prior: float = 1.0"]
 
     only = _cli(sites, ("example",), "plugins", "--kind", "model", cwd=tmp_path)
     assert only.returncode == 0 and "Strategies" not in only.stdout and "always_half" in only.stdout
@@ -229,7 +231,8 @@ def test_names_reads_metadata_only(sites):
         """,
         _env(sites, "example"),
     )
-    assert out["names"] == {"model": ["always_half", "lgbm", "logreg"], "strategy": ["buy_and_hold", "ema_rsi"]}
+    assert out["names"] == {"model": ["always_half", "lgbm", "logreg", "up_rate"],
+                            "strategy": ["buy_and_hold", "ema_rsi"]}
     assert out["before"] == []
     # The check above can see an import: loading the plugin does import its module (but not sklearn).
     assert "genesis_fw_models.logreg" in out["after_load"] and "sklearn" not in out["after_load"]
@@ -382,6 +385,50 @@ def test_example_plugins_follow_the_contract(sites, monkeypatch):
         model.predict_proba(np.zeros((2, 1)))
     assert model.fit(np.zeros((3, 2)), np.array([0, 1, 1])) is model and model.fitted_ is True
     assert model.predict_proba(np.zeros((4, 2))).tolist() == [0.5] * 4
+
+    # A model type with learned state: the training up-rate, smoothed by `prior` pseudo-counts each way.
+    up_rate = plugins.load("model", "up_rate")
+    assert plugins.params_of(up_rate) == (plugins.ParamInfo("prior", "float", 1.0),)
+    assert set(up_rate.grid) == {"prior"} and up_rate.state_version == 1 and up_rate.state_schema
+    check_model(up_rate)
+    fitted = plugins.instantiate("model", "up_rate", {"prior": 1.0}).fit(np.zeros((8, 3)), np.array([1] * 6 + [0] * 2))
+    assert fitted.predict_proba(np.ones((2, 3))).tolist() == [7 / 10] * 2
+    assert fitted.to_state() == {"rate": 0.7, "n_features": 3}
+    with pytest.raises(ValueError, match="3 features"):
+        fitted.predict_proba(np.zeros((2, 4)))
+    with pytest.raises(ConfigError, match="prior"):
+        plugins.instantiate("model", "up_rate", {"prior": -1})
+
+
+def test_third_party_model_round_trips_through_a_model_file(sites, tmp_path, monkeypatch):
+    """An installed package's model type is written and loaded like a built-in, from JSON only."""
+    monkeypatch.syspath_prepend(str(sites["example"]))
+    from genesis_fw.config import FeaturesConfig
+    from genesis_fw.ml import features, model_file
+
+    cfg = FeaturesConfig()
+    k = len(features.names(cfg))
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(50, k)), rng.integers(0, 2, size=50)
+    model = plugins.instantiate("model", "up_rate", {"prior": 2.0}).fit(X, y)
+    doc = {
+        "schema_version": 1, "name": "", "version": 0, "model_type": "up_rate", "model_type_version": 1,
+        "params": {"prior": 2.0}, "state": model.to_state(), "symbol": "tETHUSD", "timeframe": "1h", "horizon": 10,
+        "label": {"rule": "strict", "dead_zone_bps": 1.5, "keep_ties": False},
+        "features": {"names": features.names(cfg), "definitions_hash": features.definitions_hash(cfg),
+                     "params": attrs.asdict(cfg)},
+        "calibration": {"method": "none"}, "training_data": None, "grid_search": None, "metrics": {},
+        "libraries": {}, "created_at": "2026-01-01T00:00:00Z", "baseline": False,
+    }
+    path = model_file.write_new(doc, tmp_path)
+    loaded = model_file.load("tETHUSD_1h_v1", tmp_path, symbol="tETHUSD", timeframe="1h")
+    assert loaded.path == path and type(loaded.model).__name__ == "UpRate"
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    doc = json.loads(path.read_text())
+    doc["state"]["rate"] = 1.5
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=r"state\.rate: 1\.5 is greater than the maximum of 1"):
+        model_file.load(path)
 
 
 def test_third_party_strategy_runs_through_the_backtest_cli(sites, tmp_path):
