@@ -34,7 +34,7 @@ import numpy as np
 from ..config import RuntimeConfig
 from ..data.store import CandleStore
 from ..errors import DataError, GenesisError
-from . import calibration, evaluation, features
+from . import calibration, evaluation, features, model_file
 from .dataset import Examples
 from .splits import PurgedKFold, Split, split_labels
 
@@ -155,6 +155,13 @@ def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y:
     return results, {k: _plain(v) for k, v in search.best_params_.items()}
 
 
+def _version_text(identity: dict[str, Any]) -> int | str:
+    """The dataset version for the model file: its number, or what stands in for one."""
+    if identity["dataset_version"] is not None:
+        return int(identity["dataset_version"])
+    return "bundled sample" if identity["origin"] == "sample" else "unversioned"
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -235,7 +242,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
                      "params": attrs.asdict(cfg.features)},
         "calibration": stored_cal,
         "training_data": {
-            "dataset": ex.identity["dataset"], "dataset_version": ex.identity["dataset_version"],
+            "dataset": ex.identity["dataset"], "dataset_version": _version_text(ex.identity),
             "sha256": ex.identity["sha256"], "start": ex.identity["start"], "end": ex.identity["end"],
             "split": {"fractions": list(split.fractions), "embargo": split.embargo, "boundaries": split.boundaries,
                       "purged": split.purged, "rows": {part: int(rows.size) for part, rows in split.parts().items()}},
@@ -251,28 +258,3 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     }
     path = model_file.write_new(doc, models_dir) if write else None
     return TrainResult(doc, path, ex, split, grid, warnings, report, verdict)
-
-
-# --- TEMPORARY stand-in until model_file exists (removed when it does) ---------
-
-
-class model_file:  # noqa: N801
-    @staticmethod
-    def write_new(doc, models_dir=None):
-        import json
-        import os
-
-        folder = Path(models_dir or os.environ.get("GENESIS_MODELS_DIR") or "config/models")
-        folder.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while True:
-            name = f"{doc['symbol']}_{doc['timeframe']}_v{n}"
-            try:
-                fd = os.open(folder / f"{name}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                n += 1
-                continue
-            doc["name"], doc["version"] = name, n
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(doc, indent=2))
-            return folder / f"{name}.json"
