@@ -332,9 +332,12 @@ def _run_config(overrides: tuple[str, ...], config_file: Path | None, flags: dic
 @click.option("--strict-data", is_flag=True,
               help="Refuse inconsistent candles (negative volume, high/low not bracketing open/close) "
                    "instead of noting them.")
+@click.option("--period", type=click.Choice(["train", "validation", "test"]),
+              help="Run over this part of the strategy's model's split (ml_model with a trained model): from "
+                   "the part's first bar to the end of its last bar. Replaces --start/--end.")
 @click.pass_context
 def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file,
-             output, no_report: bool, engine: str, strict_data: bool) -> None:
+             output, no_report: bool, engine: str, strict_data: bool, period: str | None) -> None:
     """Backtest a strategy bar by bar and write a report.
 
     Decisions taken at a bar's close fill at the next bar's open. Overrides are key=value:
@@ -347,12 +350,17 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
       genesis-fw backtest strategy=ema_rsi strategy.fast=10 commission=0 slippage=0
       genesis-fw backtest --symbol tBTCUSD --timeframe 1h --start 2019-05-01 --end 2019-06-01 \\
           --output results/backtest_btc_1h.html
+      genesis-fw backtest --timeframe 1h strategy=ml_model strategy.model=tBTCUSD_1h_v2 --period test
     """
     from .backtest import engine as engine_mod
     from .backtest import runs
 
+    if period and (start or end or any(o.partition("=")[0] in ("start", "end") for o in overrides)):
+        raise UsageError("--period sets start and end: give --period or --start/--end, not both")
     cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
                                                "output": str(output) if output else None})
+    if period:
+        cfg = engine_mod.with_period(cfg, period)
     store = _store(ctx)
     if cfg.output:
         runs.check_outputs(Path(cfg.output), store, report=not no_report)
@@ -365,8 +373,9 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     for note in replaced:
         _note(f"Note: {note}")
     d = result.dataset
+    history = f"; {result.history_bars:,} history bars before it" if result.history_bars else ""
     click.echo(f"{result.strategy} on {d['symbol']} {d['timeframe']}: {d['num_bars']:,} bars "
-               f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path)")
+               f"{d['first_bar'][:16]} .. {d['last_bar'][:16]} UTC ({result.path} path{history})")
     for key, label, kind in _SUMMARY:
         if key in result.metrics:
             click.echo(f"  {label:<14} {_fmt(result.metrics[key], kind):>14}")

@@ -11,7 +11,20 @@ A strategy is a subclass of :class:`Strategy` with
   bars at indices ``<= i`` and carry its own state on ``self`` between bars;
 * optionally ``targets(bars)`` -- the same decisions for every bar at once, as a float array with
   NaN for "keep". The engine uses it as the fast path; :func:`genesis_fw.testing.check_strategy`
-  proves it agrees with ``next``.
+  proves it agrees with ``next``;
+* optionally ``history_bars()`` -- how many bars before the run's ``start`` the strategy needs to be
+  ready on its first traded bar (its warm-up; default 0). When the run has a ``start``, the engine
+  loads up to that many earlier candles and gives ``init``/``targets``/``next`` the history followed by
+  the period (index 0 is the oldest history bar); it trades, measures and reports only from the first
+  bar at or after ``start``, starting flat there. Fewer bars than asked (the data begins later) are a
+  note, not an error. Without a ``start`` there is nothing before the range: no history;
+* optionally ``bind(symbol, timeframe)`` -- called by the engine before ``history_bars`` and ``init``
+  with the run's symbol and timeframe (``Bars`` do not carry them). A strategy that only suits some
+  data (e.g. a model trained on one symbol and timeframe) raises a
+  :class:`~genesis_fw.errors.GenesisError` here. Default: nothing;
+* optionally ``periods()`` -- named date ranges the strategy knows, e.g. the train / validation / test
+  parts of its model, as ``{name: (start, end)}`` (UTC ISO times, end exclusive); ``genesis-fw
+  backtest --period NAME`` runs over one of them. Default: none.
 
 A strategy sees data, never the engine: fills, costs and positions are the engine's business. A
 decision taken at the close of bar ``i`` is filled at the open of bar ``i + 1``.
@@ -53,14 +66,20 @@ class Bars:
         """From a ``pyarrow.Table`` with the store's candle schema."""
         import pyarrow as pa
 
-        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-        cols = {n: np.ascontiguousarray(table.column(n).to_numpy(), dtype=np.float64)
+        from ._util import arrow_to_numpy
+
+        ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")
+        cols = {n: np.ascontiguousarray(arrow_to_numpy(table.column(n), "float64"), dtype=np.float64)
                 for n in ("open", "high", "low", "close", "volume")}
         return cls(timestamp=np.ascontiguousarray(ts, dtype=np.int64), **cols)
 
     def head(self, n: int) -> Bars:
         """The first ``n`` bars (used to prove a strategy does not look ahead)."""
         return Bars(*(getattr(self, f.name)[:n] for f in attrs.fields(Bars)))
+
+    def tail(self, start: int) -> Bars:
+        """The bars from index ``start`` on (the traded period after ``start`` history bars)."""
+        return Bars(*(getattr(self, f.name)[start:] for f in attrs.fields(Bars)))
 
 
 @attrs.frozen
@@ -86,6 +105,17 @@ class Strategy:
     def targets(self, bars: Bars) -> np.ndarray:
         """Optional fast path: the decision of every bar at once (NaN = keep). Called after ``init``."""
         raise NotImplementedError
+
+    def history_bars(self) -> int:
+        """Bars needed before the run's ``start`` (a whole number >= 0). Default: 0, none."""
+        return 0
+
+    def bind(self, symbol: str, timeframe: str) -> None:
+        """The run's symbol and timeframe, given before ``history_bars`` and ``init``. Default: ignored."""
+
+    def periods(self) -> dict[str, tuple[str, str]]:
+        """Named ``(start, end)`` ranges (UTC ISO, end exclusive) for ``backtest --period``. Default: none."""
+        return {}
 
     @classmethod
     def has_fast_path(cls) -> bool:

@@ -47,6 +47,7 @@ def check_strategy(cls: type, bars: Bars | None = None, params: Any = None, *, p
 
     * it subclasses :class:`Strategy`, has a frozen attrs ``Params`` whose defaults construct;
     * ``__init__`` does nothing but store params (two instances behave the same);
+    * ``history_bars()`` is a whole number >= 0;
     * ``next`` returns only LONG/SHORT/FLAT/None, one decision per bar;
     * no lookahead: the decisions on the first ``k`` bars equal the first ``k`` decisions on all
       bars, for several ``k`` (a strategy that reads bar ``i + 1`` in ``next(i)`` or builds
@@ -62,6 +63,9 @@ def check_strategy(cls: type, bars: Bars | None = None, params: Any = None, *, p
         hash(params)
     except TypeError:
         raise AssertionError(f"{cls.__name__}.Params must be frozen (hashable)") from None
+    history = cls(params).history_bars()
+    assert isinstance(history, int) and not isinstance(history, bool) and history >= 0, (
+        f"{cls.__name__}.history_bars() must return a whole number >= 0, got {history!r}")
     bars = bars if bars is not None else sample_bars()
     n = len(bars)
     full = _decisions_per_bar(cls(params), bars)

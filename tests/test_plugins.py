@@ -98,7 +98,7 @@ def _section(stdout: str, title: str) -> list[str]:
 def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
     proc = _cli(sites, ("example",), "plugins", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    strategies = _section(proc.stdout, "Strategies (2):")
+    strategies = _section(proc.stdout, "Strategies (3):")
     assert strategies == [
         "  buy_and_hold  genesis-fw-example 0.1.0  Enter at the close of the first bar (long or short) and hold to "
         "the end.",
@@ -110,6 +110,11 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
         "      rsi_period: int = 14",
         "      rsi_upper: float = 70.0",
         "      rsi_lower: float = 30.0",
+        f"  ml_model  genesis-fw {VERSION}  Long/short/flat on a trained model's calibrated up-probability "
+        "(strategy.model=NAME or file).",
+        "      model: str = 'tBTCUSD_1m_v1'",
+        "      threshold_long: float = 0.55",
+        "      threshold_short: float = 0.45",
     ]
     models = _section(proc.stdout, "Model types (4):")
     assert models[0] == "  always_half  genesis-fw-example 0.1.0  Predict probability 0.5 for every row; a no-skill " \
@@ -127,8 +132,8 @@ def test_plugins_lists_third_party_and_builtin_plugins(sites, tmp_path):
 def test_without_third_party_packages_only_builtins_are_listed(sites, tmp_path):
     proc = _cli(sites, (), "plugins", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert [line.split()[0] for line in _section(proc.stdout, "Strategies (1):") if not line.startswith("      ")] \
-        == ["ema_rsi"]
+    assert [line.split()[0] for line in _section(proc.stdout, "Strategies (2):") if not line.startswith("      ")] \
+        == ["ema_rsi", "ml_model"]
     assert "buy_and_hold" not in proc.stdout and "always_half" not in proc.stdout
 
 
@@ -137,7 +142,7 @@ def test_broken_plugin_is_listed_and_does_not_break_anything_else(sites, tmp_pat
     proc = _cli(sites, keys, "plugins", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    strategies = _section(proc.stdout, "Strategies (3):")
+    strategies = _section(proc.stdout, "Strategies (4):")
     i = strategies.index("  broken  [BROKEN]  genesis-fw-broken 0.1.0")
     assert strategies[i + 1] == "      ModuleNotFoundError: No module named 'genesis_fw_missing_dependency'"
     assert any(line.startswith("  buy_and_hold  genesis-fw-example 0.1.0  ") for line in strategies)
@@ -167,7 +172,7 @@ def test_name_claimed_by_two_packages_fails_naming_both(sites, tmp_path):
 
     listing = _cli(sites, keys, "plugins", "--kind", "strategy", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    strategies = _section(listing.stdout, "Strategies (3):")
+    strategies = _section(listing.stdout, "Strategies (4):")
     assert "  buy_and_hold  [BROKEN]  genesis-fw-example 0.1.0" in strategies
     assert "  buy_and_hold  [BROKEN]  genesis-fw-dupe 0.1.0" in strategies
     assert any(line.startswith(f"  ema_rsi  genesis-fw {VERSION}  ") for line in strategies)
@@ -178,13 +183,14 @@ def test_name_claimed_by_two_packages_fails_naming_both(sites, tmp_path):
 
 def test_unknown_name_lists_available_and_suggests_a_close_match(sites, tmp_path):
     error = _one_line_error(_cli(sites, ("example",), "config", "strategy=ema_rs", cwd=tmp_path))
-    assert error == "Error: unknown strategy 'ema_rs' (did you mean 'ema_rsi'?); available: buy_and_hold, ema_rsi"
+    assert error == ("Error: unknown strategy 'ema_rs' (did you mean 'ema_rsi'?); available: buy_and_hold, ema_rsi, "
+                     "ml_model")
 
     error = _one_line_error(_cli(sites, ("example",), "config", "strategy=buy_hold", cwd=tmp_path))
     assert "(did you mean 'buy_and_hold'?)" in error
 
     error = _one_line_error(_cli(sites, ("example",), "config", "strategy=zzz", cwd=tmp_path))
-    assert error == "Error: unknown strategy 'zzz'; available: buy_and_hold, ema_rsi"
+    assert error == "Error: unknown strategy 'zzz'; available: buy_and_hold, ema_rsi, ml_model"
 
 
 def test_plugin_parameters_are_checked(sites, tmp_path):
@@ -232,7 +238,7 @@ def test_names_reads_metadata_only(sites):
         _env(sites, "example"),
     )
     assert out["names"] == {"model": ["always_half", "lgbm", "logreg", "up_rate"],
-                            "strategy": ["buy_and_hold", "ema_rsi"]}
+                            "strategy": ["buy_and_hold", "ema_rsi", "ml_model"]}
     assert out["before"] == []
     # The check above can see an import: loading the plugin does import its module (but not sklearn).
     assert "genesis_fw_models.logreg" in out["after_load"] and "sklearn" not in out["after_load"]
@@ -280,7 +286,7 @@ def test_load_rejects_entry_points_that_are_not_plugin_classes(tmp_path, monkeyp
         """)
     assert "plain_class" not in plugins.names("strategy")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert plugins.names("strategy") == ["a_function", "ema_rsi", "missing_attr", "plain_class"]
+    assert plugins.names("strategy") == ["a_function", "ema_rsi", "missing_attr", "ml_model", "plain_class"]
 
     with pytest.raises(PluginError) as exc:
         plugins.load("strategy", "plain_class")
@@ -342,7 +348,7 @@ def test_plugin_with_unresolvable_params_is_reported_not_fatal(sites, tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(root), env["PYTHONPATH"]])
     listing = run_cli("plugins", "--kind", "strategy", cwd=tmp_path, env=env)
     assert listing.returncode == 0, listing.stderr
-    strategies = _section(listing.stdout, "Strategies (3):")
+    strategies = _section(listing.stdout, "Strategies (4):")
     i = strategies.index("  bad_params  [BROKEN]  genesis-fw-fake 0.0.1")
     assert strategies[i + 1] == "      NameError: name 'Decimal' is not defined"
     assert any(line.startswith("  buy_and_hold  genesis-fw-example 0.1.0  ") for line in strategies)

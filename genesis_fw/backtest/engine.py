@@ -5,7 +5,9 @@
 1. resolve the data -- the store's file, a finer stored timeframe resampled on the fly, or the
    bundled sample (each fallback is reported in ``BacktestResult.notes``);
 2. ``strategy.init(bars)``, then the decisions: per bar through ``strategy.next(i)`` (the
-   reference path), or all at once through ``strategy.targets(bars)`` (the fast path);
+   reference path), or all at once through ``strategy.targets(bars)`` (the fast path). A strategy that
+   asks for history (``history_bars()``) gets up to that many candles before ``start`` in front of the
+   period; their decisions are dropped, and everything below covers the period only;
 3. :func:`genesis_fw.backtest.positions.track` turns the decisions into fills, trades and equity: a
    decision at the close of bar ``i`` fills at the open of bar ``i + 1``;
 4. :func:`genesis_fw.backtest.metrics.compute` summarises the run.
@@ -28,8 +30,8 @@ from .. import __version__
 from ..config import RuntimeConfig
 from ..data.datasets import version_of
 from ..data.hashing import bars_sha256
-from ..data.store import UNUSABLE, CandleStore, Dataset, candle_problems, locate, read
-from ..data.timeframes import from_ms, parse_time
+from ..data.store import UNUSABLE, CandleStore, Dataset, candle_problems, locate, read, time_span
+from ..data.timeframes import from_ms, parse_time, timeframe_ms, to_ms
 from ..errors import ConfigError, DataError, GenesisError, PluginError
 from ..strategy import Bars, Strategy
 
@@ -56,6 +58,10 @@ class BacktestResult:
     path: str
     notes: tuple[str, ...] = ()
     engine_version: str = __version__
+    #: The decisions over the traded bars (1 long, -1 short, 0 flat, NaN keep), one per bar of ``bars``.
+    targets: np.ndarray | None = None
+    #: Bars before ``start`` the strategy saw but that were not traded (see ``dataset["history"]``).
+    history_bars: int = 0
 
     def trade_records(self) -> list[dict[str, Any]]:
         """Trades as dicts (times ISO 8601 UTC, prices in quote currency, return as a fraction)."""
@@ -114,18 +120,24 @@ class BacktestResult:
             "config": self.config.to_dict(),
             "dataset": self.dataset,
             "path": self.path,
+            "history_bars": self.history_bars,
             "metrics": self.metrics,
             "liquidation": self.liquidation(),
             "notes": list(self.notes),
         }
 
 
-def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
-              strict_data: bool = False) -> tuple[Bars, dict[str, Any], list[str]]:
+def load_bars(cfg: RuntimeConfig, store: CandleStore, *, strict_data: bool = False,
+              history: int = 0) -> tuple[Bars, dict[str, Any], list[str]]:
     """Candles of the configured range as :class:`Bars`, the dataset identity, and notes.
 
-    The loaded candles are checked (:func:`check_bars`): candles that cannot be traded are refused,
-    inconsistent ones are a note, or refused with ``strict_data``.
+    With ``history`` > 0 and a ``start``, up to ``history`` candles right before ``start`` come first
+    in the returned bars; ``identity["history"]`` says how many (``bars``; fewer than asked is a note),
+    the first one's open time and their SHA-256, and is ``None`` when there are none. The rest of the
+    identity (``first_bar``, ``num_bars``, ``sha256``, ...) describes the period ``[start, end)`` only.
+
+    The loaded candles, history included, are checked (:func:`check_bars`): candles that cannot be
+    traded are refused, inconsistent ones are a note, or refused with ``strict_data``.
     """
     start = parse_time(cfg.start, what="start")
     end = parse_time(cfg.end, what="end")
@@ -139,7 +151,17 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
             f"it covers {whole.column('timestamp')[0].as_py().isoformat()} .. "
             f"{whole.column('timestamp')[-1].as_py().isoformat()}")
         raise DataError(f"no {dataset.describe()} candles in [{cfg.start or '-inf'}, {cfg.end or '+inf'}); {span}")
-    bars = Bars.from_table(table)
+    period = Bars.from_table(table)
+    before = _history(dataset, start, history) if history > 0 and start is not None else None
+    if history > 0 and start is None:
+        notes.append(f"the strategy asks for {history:,} history bars but the run has no start: its first bars "
+                     "are its warm-up inside the traded range (give --start to load history before it)")
+    elif before is not None and len(before) < history:
+        notes.append(f"only {len(before):,} of the {history:,} history bars the strategy asks for exist before "
+                     f"{start.isoformat()} in {dataset.describe()}; its first decisions may differ from a run with "
+                     "the full history")
+    bars = period if before is None or not len(before) else Bars(
+        *(np.concatenate((getattr(before, f.name), getattr(period, f.name))) for f in attrs.fields(Bars)))
     if dataset.resampled_from is None:
         notes.extend(check_bars(bars, dataset, strict_data=strict_data))
     else:  # resampling keeps clean candles clean, and can hide a defect: check what they were built from
@@ -150,13 +172,39 @@ def load_bars(cfg: RuntimeConfig, store: CandleStore, *,
         "origin": dataset.origin,
         "resampled_from": dataset.resampled_from,
         "file": str(dataset.path),
-        "first_bar": from_ms(int(bars.timestamp[0])).isoformat(),
-        "last_bar": from_ms(int(bars.timestamp[-1])).isoformat(),
-        "num_bars": len(bars),
-        "sha256": bars_sha256(bars),
+        "first_bar": from_ms(int(period.timestamp[0])).isoformat(),
+        "last_bar": from_ms(int(period.timestamp[-1])).isoformat(),
+        "num_bars": len(period),
+        "sha256": bars_sha256(period),
         "version": version_of(store, dataset),
+        "history": None if before is None or not len(before) else {
+            "bars": len(before),
+            "requested": history,
+            "first_bar": from_ms(int(before.timestamp[0])).isoformat(),
+            "sha256": bars_sha256(before),
+        },
     }
     return bars, identity, notes
+
+
+def _history(dataset: Dataset, start: datetime, count: int) -> Bars:
+    """Up to ``count`` candles of ``dataset`` with open time before ``start``, the latest ones.
+
+    Reads a window of ``count`` bar widths before ``start`` and doubles it while it holds fewer than
+    ``count`` candles and the file has older ones (missing candles are absent rows), so a long file is
+    never read from its beginning for a short history."""
+    span = time_span(dataset.path)
+    start_ms = to_ms(start)
+    if span is None or span[0] >= start_ms:
+        return Bars.from_table(read(dataset, start, start))
+    width = timeframe_ms(dataset.timeframe) or 31 * 86_400_000  # 1M: a month is at most 31 days
+    lookback = count * width
+    while True:
+        lo = start_ms - lookback
+        table = read(dataset, from_ms(lo), start)
+        if table.num_rows >= count or lo <= span[0]:
+            return Bars.from_table(table.slice(max(table.num_rows - count, 0)))
+        lookback *= 2
 
 
 def check_bars(bars: Bars, dataset: Dataset, *, strict_data: bool = False) -> list[str]:
@@ -204,6 +252,22 @@ def make_strategy(cfg: RuntimeConfig) -> Strategy:
     from ..plugins import instantiate
 
     return instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
+
+
+def with_period(cfg: RuntimeConfig, period: str) -> RuntimeConfig:
+    """``cfg`` with ``start`` / ``end`` set to the strategy's named period (``backtest --period``), e.g. the
+    ``test`` part of the model an ``ml_model`` strategy uses (:meth:`Strategy.periods`). A strategy that
+    names no such period is a :class:`ConfigError`; the strategy's own reasons (a baseline model without
+    training data) are its :class:`GenesisError`."""
+    strategy = make_strategy(cfg)
+    name = cfg.strategy.name
+    periods = _call(name, "periods", strategy.periods) or {}
+    if period not in periods:
+        known = f"it knows {', '.join(sorted(periods))}" if periods else "it names no periods (only strategies " \
+            "that use a trained model, like ml_model, do)"
+        raise ConfigError(f"strategy {name!r} has no period {period!r}: {known}; give --start and --end instead")
+    start, end = periods[period]
+    return attrs.evolve(cfg, start=start, end=end)
 
 
 def check_targets(targets: Any, n: int, *, where: str) -> np.ndarray:
@@ -291,18 +355,25 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         raise ConfigError(f"unknown engine path {path!r}; allowed: {', '.join(PATHS)}")
     store = store if store is not None else CandleStore.open()
     strategy = make_strategy(cfg)
-    bars, identity, notes = load_bars(cfg, store, strict_data=strict_data)
-    n = len(bars)
     name = cfg.strategy.name
-    _call(name, "init", strategy.init, bars)
+    _call(name, "bind", strategy.bind, cfg.symbol, cfg.timeframe)
+    want = _call(name, "history_bars", strategy.history_bars)
+    if isinstance(want, bool) or not isinstance(want, int | np.integer) or want < 0:
+        raise PluginError(f"{type(strategy).__name__}.history_bars() returned {want!r}; expected a whole number >= 0")
+    seen, identity, notes = load_bars(cfg, store, strict_data=strict_data, history=int(want))
+    h = identity["history"]["bars"] if identity["history"] else 0
+    n = len(seen)
+    _call(name, "init", strategy.init, seen)
     use_fast = path == "fast" or (path == "auto" and strategy.has_fast_path())
     if use_fast:
         if not strategy.has_fast_path():
             raise PluginError(f"strategy {cfg.strategy.name!r} has no fast path (targets); use the per-bar path")
-        targets = check_targets(_call(name, "targets", strategy.targets, bars), n,
-                                where=f"{type(strategy).__name__}.targets")
+        decisions = check_targets(_call(name, "targets", strategy.targets, seen), n,
+                                  where=f"{type(strategy).__name__}.targets")
     else:
-        targets = decide_per_bar(strategy, n, progress=progress, plugin=name, timestamp=bars.timestamp)
+        decisions = decide_per_bar(strategy, n, progress=progress, plugin=name, timestamp=seen.timestamp)
+    bars = seen.tail(h) if h else seen
+    targets = decisions[h:]  # history decisions are not traded: the run starts flat at start
     equity, position, trades = track(
         bars.open, bars.high, bars.low, bars.close, targets,
         cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,
@@ -323,4 +394,6 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         metrics=summary,
         path="fast" if use_fast else "per_bar",
         notes=tuple(notes),
+        targets=targets,
+        history_bars=h,
     )

@@ -351,6 +351,7 @@ _DATASET_LABELS = {
     "symbol": "Symbol", "timeframe": "Timeframe", "origin": "Origin", "resampled_from": "Resampled from",
     "file": "File", "first_bar": "First bar (UTC open time)", "last_bar": "Last bar (UTC open time)",
     "num_bars": "Bars", "sha256": "SHA-256 of the candles used",
+    "history": "History (seen by the strategy before start, not traded)",
 }
 
 
@@ -361,6 +362,10 @@ def _dataset_rows(dataset: dict[str, Any]) -> list[dict[str, Any]]:
             text = "no (stored at this timeframe)"
         elif key in ("first_bar", "last_bar"):
             text = format_value(value)
+        elif key == "history":
+            text = "none" if value is None else (
+                f"{value['bars']:,} bars before the first bar ({value['requested']:,} asked), from "
+                f"{_iso_text(value['first_bar'])}; SHA-256 {value['sha256']}")
         else:
             text = format_value(value, "int" if key == "num_bars" else "auto")
         rows.append({"label": _DATASET_LABELS.get(key, _label(key)), "value": text,

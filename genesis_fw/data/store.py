@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import sqlfiles
-from .._util import atomic_path
+from .._util import arrow_to_numpy, atomic_path
 from ..errors import DataError, OutputError
 from .timeframes import (
     TIMEFRAMES,
@@ -114,7 +114,7 @@ def conform(table: pa.Table, *, where: str = "candles") -> pa.Table:
             raise DataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
     out = pa.Table.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols],
                                schema=SCHEMA)
-    ts_ms = out.column("timestamp").cast(pa.int64()).to_numpy()
+    ts_ms = arrow_to_numpy(out.column("timestamp").cast(pa.int64()), "int64")
     if ts_ms.size > 1 and np.any(ts_ms[1:] <= ts_ms[:-1]):
         order = np.argsort(ts_ms, kind="stable")
         ts_sorted = ts_ms[order]
@@ -409,7 +409,7 @@ def check_alignment(table: pa.Table, timeframe: str, *, where: str, hint: str = 
     """
     if table.num_rows == 0:
         return
-    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")
     width, origin = timeframe_ms(timeframe), grid_origin_ms(timeframe)
     if width:  # one modulo pass: this runs on every read of a stored file
         offset = (ts - origin) % width if origin else ts % width
@@ -448,7 +448,7 @@ def read(dataset: Dataset, start: datetime | None = None, end: datetime | None =
                          f"rebuild it from finer candles with 'genesis-fw resample --symbol {dataset.symbol} "
                          f"--to {dataset.timeframe}' or fetch it again")
     if lo is not None or hi is not None:
-        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+        ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")
         first = int(np.searchsorted(ts, lo, "left")) if lo is not None else 0
         last = int(np.searchsorted(ts, hi, "left")) if hi is not None else ts.size
         table = table.slice(first, max(last - first, 0))

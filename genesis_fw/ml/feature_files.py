@@ -22,11 +22,11 @@ from typing import Any
 
 import attrs
 
-from .._util import atomic_path, write_text_atomic
+from .._util import arrow_to_numpy, atomic_path, write_text_atomic
 from ..config import FeaturesConfig
 from ..data.datasets import version_of
 from ..data.store import CandleStore, locate, read
-from ..data.timeframes import check_symbol, check_timeframe, parse_time
+from ..data.timeframes import check_symbol, check_timeframe, from_ms, parse_time
 from ..errors import DataError, OutputError
 from . import features
 
@@ -85,6 +85,10 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
     for ``backtest`` (:func:`genesis_fw.data.store.locate`). Raises :class:`DataError` for a missing
     dataset, an empty range or too few rows for the warm-up.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
     from ..data.hashing import content_sha256
 
     t_start = parse_time(start, what="start")
@@ -94,6 +98,7 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
     dataset, notes = locate(store, symbol, timeframe)
     path, meta_path = paths(store, symbol, timeframe)
     defs_hash = features.definitions_hash(cfg)
+    warmup = features.warmup_bars(cfg)
     request = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
                "source_file": str(dataset.path), "resampled_from": dataset.resampled_from}
     try:
@@ -105,15 +110,20 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
              and old.get("request") == request)
     if fresh and old.get("source_stat") == source_stat:
         return FeatureRun(True, path, meta_path, old, notes)
-    candles = read(dataset, t_start, t_end)
-    if candles.num_rows == 0:
-        raise DataError(f"no {dataset.describe()} candles in [{start or '-inf'}, {end or '+inf'})")
-    sha = content_sha256(candles)
-    if fresh and old.get("sha256") == sha:
-        return FeatureRun(True, path, meta_path, old, notes)
-    result = features.build(candles, cfg)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Loading numba and its kernels takes longer than reading the candles, and DuckDB's window
+        # queries as long as the rest: run both beside the main thread's reading and hashing.
+        kernels = pool.submit(features.load_kernels)
+        candles = read(dataset, t_start, t_end)
+        if candles.num_rows == 0:
+            raise DataError(f"no {dataset.describe()} candles in [{start or '-inf'}, {end or '+inf'})")
+        window = pool.submit(features.window_features, candles, cfg) if candles.num_rows > warmup else None
+        sha = content_sha256(candles)
+        if fresh and old.get("sha256") == sha:
+            return FeatureRun(True, path, meta_path, old, notes)
+        result = features.build(candles, cfg, kernels=kernels, window=window)
     table = result.table
-    ts = table.column("timestamp")
+    ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")  # UTC ms; no Arrow scalars (pandas)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "request": request,
@@ -125,8 +135,8 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
         "candles": candles.num_rows,
         "rows": table.num_rows,
         "warmup_dropped": result.warmup_dropped,
-        "first_timestamp": ts[0].as_py().isoformat(),
-        "last_timestamp": ts[-1].as_py().isoformat(),
+        "first_timestamp": from_ms(int(ts[0])).isoformat(),
+        "last_timestamp": from_ms(int(ts[-1])).isoformat(),
         "features": features.names(cfg),
         "definitions_hash": defs_hash,
         "params": attrs.asdict(cfg),

@@ -24,10 +24,13 @@ import attrs
 import numpy as np
 
 from .. import indicators, sqlfiles
+from .._util import arrow_to_numpy
 from ..config import FeaturesConfig
 from ..errors import DataError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pyarrow as pa
 
 #: The SQL files of the window features (``sql/features/*.sql``), part of the definitions' hash.
@@ -76,24 +79,49 @@ def definitions_hash(cfg: FeaturesConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def compute(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+def load_kernels() -> None:
+    """Import numba and load the recursive features' kernels from numba's on-disk cache (compiling
+    them the first time), for exactly the argument types :func:`compute` passes them.
+
+    :func:`genesis_fw.ml.feature_files.make` runs this in a background thread while it reads and hashes
+    the candles, so the import and cache loading (most of a cold run) overlap that work.
+    """
+    x = _read_only(np.linspace(1.0, 2.0, 8))
+    _recursive_arrays(x, x, x, FeaturesConfig())
+
+
+def compute(candles: pa.Table, cfg: FeaturesConfig, *, kernels: Future[None] | None = None,
+            window: Future[dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """Every feature for every candle (NaN where undefined), as float64 arrays keyed by name.
 
     ``candles`` has the store's schema and is sorted by timestamp. DuckDB runs the window features in
     a second thread while the numba kernels (which release the GIL) compute the recursive ones.
+    ``kernels``, when given, is a running :func:`load_kernels`, waited for before the kernels are used;
+    ``window``, when given, is a running :func:`window_features` of the same candles and ``cfg``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        window = pool.submit(_window_features, candles, cfg)
-        out = _recursive_features(candles, cfg)
+        if window is None:
+            window = pool.submit(window_features, candles, cfg)
+        if kernels is not None:
+            kernels.result()
+        h, lo, c = (_read_only(np.ascontiguousarray(arrow_to_numpy(candles.column(k), "float64"), dtype=np.float64))
+                    for k in ("high", "low", "close"))
+        out = _recursive_arrays(h, lo, c, cfg)
         out.update(window.result())
     return {name: out[name] for name in names(cfg)}
 
 
-def _recursive_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
-    h, lo, c = (np.ascontiguousarray(candles.column(k).to_numpy(), dtype=np.float64)
-                for k in ("high", "low", "close"))
+def _read_only(x: np.ndarray) -> np.ndarray:
+    """``x`` marked read-only: the kernels always see the same argument types (numba compiles and
+    caches one machine-code version per type, and read-only is part of an array's type), whether
+    the column was converted without a copy (read-only) or copied (writable)."""
+    x.flags.writeable = False
+    return x
+
+
+def _recursive_arrays(h: np.ndarray, lo: np.ndarray, c: np.ndarray, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for n in cfg.ema_spans:
         out[f"ema_{n}"] = indicators.ema(c, n) / c
@@ -106,26 +134,37 @@ def _recursive_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.
     return out
 
 
-def _window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+def window_features(candles: pa.Table, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    """The window features (``sql/features/``, run by DuckDB) of ``candles``, NaN where undefined."""
     import duckdb
-    import pyarrow.compute as pc
 
     out: dict[str, np.ndarray] = {}
     con = duckdb.connect()
     try:
         con.register("candles", candles.select(["timestamp", "close", "volume"]))
 
-        def run(name: str, **params: int) -> np.ndarray:
-            col = con.sql(sqlfiles.load(name), params=params).to_arrow_table().column("value").combine_chunks()
-            return np.ascontiguousarray(pc.fill_null(col, float("nan")).to_numpy(), dtype=np.float64)
+        def run(name: str, **params: Any) -> pa.Array:
+            return con.sql(sqlfiles.load(name), params=params).to_arrow_table().column("value").combine_chunks()
 
-        for k in cfg.return_lags:
-            out[f"log_return_{k}"] = run("features/log_return", lag=k)
-        out[f"volatility_{cfg.volatility_window}"] = run("features/volatility", window=cfg.volatility_window)
-        out[f"volume_z_{cfg.volume_window}"] = run("features/volume_zscore", window=cfg.volume_window)
+        lags = list(cfg.return_lags)
+        for k, values in zip(lags, run("features/log_return", lags=lags), strict=True):
+            out[f"log_return_{k}"] = _floats(values.values) if values.is_valid else np.full(candles.num_rows, np.nan)
+        out[f"volatility_{cfg.volatility_window}"] = _floats(run("features/volatility", window=cfg.volatility_window))
+        out[f"volume_z_{cfg.volume_window}"] = _floats(run("features/volume_zscore", window=cfg.volume_window))
     finally:
         con.close()
     return out
+
+
+def _floats(values: pa.Array) -> np.ndarray:
+    """A float64 Arrow array (a query's result) as numpy, NaN where it is null (without pandas:
+    see :func:`genesis_fw._util.arrow_to_numpy`)."""
+    if not values.null_count:
+        return arrow_to_numpy(values, "float64")
+    validity, data = values.buffers()[:2]
+    x = np.frombuffer(data, dtype=np.float64, count=len(values), offset=values.offset * 8)
+    valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return np.where(valid[values.offset:values.offset + len(values)].astype(bool), x, np.nan)
 
 
 @attrs.frozen
@@ -137,10 +176,12 @@ class Features:
     warmup_dropped: int
 
 
-def build(candles: pa.Table, cfg: FeaturesConfig) -> Features:
+def build(candles: pa.Table, cfg: FeaturesConfig, *, kernels: Future[None] | None = None,
+          window: Future[dict[str, np.ndarray]] | None = None) -> Features:
     """The features of ``candles`` after the warm-up (:func:`warmup_bars`).
 
-    Raises :class:`DataError` when there are no rows left after the warm-up.
+    Raises :class:`DataError` when there are no rows left after the warm-up. ``kernels`` and ``window``:
+    as for :func:`compute`.
     """
     import pyarrow as pa
 
@@ -148,7 +189,7 @@ def build(candles: pa.Table, cfg: FeaturesConfig) -> Features:
     if candles.num_rows <= warmup:
         raise DataError(f"too few rows: {candles.num_rows} candles, the features need more than {warmup} "
                         "(their warm-up); use a longer range, a finer timeframe or shorter spans/periods")
-    values = compute(candles, cfg)
+    values = compute(candles, cfg, kernels=kernels, window=window)
     columns = {"timestamp": candles.column("timestamp").slice(warmup)}
     for name in names(cfg):
         col = values[name][warmup:]
@@ -156,5 +197,6 @@ def build(candles: pa.Table, cfg: FeaturesConfig) -> Features:
             bad = int(np.flatnonzero(~np.isfinite(col))[0]) + warmup
             raise DataError(f"feature {name} is not finite at candle {bad} after the warm-up; check the candles "
                             "(genesis-fw validate)")
-        columns[name] = pa.array(col, pa.float64())
+        # The array's own memory, as pa.array(col) would copy it, minus pa.array's pandas import.
+        columns[name] = pa.Array.from_buffers(pa.float64(), col.size, [None, pa.py_buffer(col)])
     return Features(pa.table(columns), warmup)

@@ -3,11 +3,16 @@
 -- candles  the candles of one dataset, registered by genesis_fw.ml.features
 -- $window  rows in the window, >= 2
 -- One row per candle in timestamp order; NULL for the first $window - 1 rows.
+WITH s AS (
+    SELECT timestamp, volume, count(volume) OVER w AS n, avg(volume) OVER w AS mean,
+           stddev_samp(volume) OVER w AS sd
+    FROM candles
+    WINDOW w AS (ORDER BY timestamp ROWS BETWEEN $window - 1 PRECEDING AND CURRENT ROW)
+)
 SELECT CASE
-           WHEN count(volume) OVER w < $window THEN NULL
-           WHEN stddev_samp(volume) OVER w = 0 THEN 0.0
-           ELSE (volume - avg(volume) OVER w) / stddev_samp(volume) OVER w
+           WHEN n < $window THEN NULL
+           WHEN sd = 0 THEN 0.0
+           ELSE (volume - mean) / sd
        END AS value
-FROM candles
-WINDOW w AS (ORDER BY timestamp ROWS BETWEEN $window - 1 PRECEDING AND CURRENT ROW)
+FROM s
 ORDER BY timestamp;
