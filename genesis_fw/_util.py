@@ -15,8 +15,11 @@ from .errors import OutputError
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when none is close.
+    A choice that differs only in case is the closest (``c`` -> ``C``)."""
+    choices = list(choices)
+    same = [c for c in choices if c.lower() == name.lower()]
+    match = same or difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

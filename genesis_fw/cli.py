@@ -200,25 +200,30 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
               help="JSON config file (default: config/runtime.seed.json when present).")
 @click.argument("overrides", nargs=-1)
 def config_cmd(config_file: Path | None, overrides: tuple[str, ...]) -> None:
-    """Print the resolved run configuration as JSON, strategy parameters checked and filled in.
+    """Print the resolved run configuration as JSON, strategy and model parameters checked and filled in.
 
     Precedence: built-in defaults < config file < key=value overrides.
 
     \b
     Example:
       genesis-fw config strategy=ema_rsi strategy.fast=10 commission=0
+      genesis-fw config model=logreg model.C=0.01,0.1 train.horizon=10
     """
     import json
 
     import attrs
 
     from .config import RuntimeConfig, parse_overrides
-    from .plugins import instantiate
+    from .plugins import instantiate, load, model_grid
 
     cfg = RuntimeConfig.load(config_file, parse_overrides(overrides))
     strategy = instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
     resolved = cfg.to_dict()
     resolved["strategy"]["params"] = attrs.asdict(strategy.params)
+    # The model's parameters as train searches them: a list per tuned one, a single value for the others.
+    grid = model_grid(cfg.model)
+    defaults = attrs.asdict(load("model", cfg.model.name).Params())
+    resolved["model"]["params"] = defaults | {k: v if len(v) > 1 else v[0] for k, v in grid.items()}
     click.echo(json.dumps(resolved, indent=2))
 
 
@@ -410,6 +415,91 @@ def features(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
     click.echo(f"Wrote {m['rows']:,} rows x {len(m['features'])} features of {m['dataset']} to {run.path} "
                f"({m['first_timestamp'][:16]} .. {m['last_timestamp'][:16]} UTC; "
                f"{m['warmup_dropped']:,} warm-up rows dropped)")
+
+
+_METRICS = ("log_loss", "brier", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "ece")
+
+
+def _num(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@cli.command()
+@_run_options
+@click.option("--horizon", help="Label horizon in bars, a whole number >= 1 (same as train.horizon=...; default 20).")
+@click.pass_context
+def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file, horizon) -> None:
+    """Train a model: features + labels, a purged chronological split, a grid search, calibration.
+
+    Splits the labelled bars 60/20/20 in time order (train.fractions) with a purge of the label horizon
+    and train.embargo bars between parts; tunes the model type's grid with GridSearchCV over purged,
+    time-ordered folds of the training part, scored by log loss; chooses the calibration (none, Platt,
+    isotonic) by cross-validated log loss within the validation part; scores every part against the
+    base rates; and writes {symbol}_{timeframe}_v{N}.json into the models folder. Overrides:
+    model=NAME, model.PARAM=a,b,c (a grid) or model.PARAM=VALUE, train.KEY=VALUE, features.PARAM=VALUE.
+
+    \b
+    Examples:
+      genesis-fw train --symbol tBTCUSD --timeframe 1h --horizon 20
+      genesis-fw train --symbol tBTCUSD --timeframe 1h --horizon 10 model=logreg model.C=0.0001,0.001,0.01
+      genesis-fw train --symbol tBTCUSD --timeframe 1h model=lgbm train.embargo=5 train.folds=4
+    """
+    from .config import parse_overrides
+    from .errors import ConfigError
+    from .ml import training
+
+    for key in parse_overrides(overrides):
+        if key.split(".")[0] not in ("model", "train", "features", "symbol", "timeframe", "start", "end"):
+            raise ConfigError(f"train takes model=NAME, model.PARAM=, train.KEY= and features.PARAM= overrides, "
+                              f"got {key!r}")
+    cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
+                                               "train.horizon": horizon})
+    result = training.train(cfg, _store(ctx))
+    for note in result.examples.notes:
+        _note(f"Note: {note}")
+    ex, doc, split = result.examples, result.doc, result.split
+    ident = ex.identity
+    version = "n/a" if ident["dataset_version"] is None else f"v{ident['dataset_version']}"
+    cached = {True: "features cached", False: "features computed", None: "features computed in memory"}
+    click.echo(f"Data: {ident['dataset']}, version {version}, {ident['candles']:,} candles {ident['start'][:16]} .. "
+               f"{ident['end'][:16]} UTC, sha256 {ident['sha256'][:12]} ({cached[ex.features_cached]})")
+    drops = ", ".join(f"{cause} {count:,}" for cause, count in ex.drop_report().items())
+    tc = cfg.train
+    click.echo(f"Labels: horizon {tc.horizon} x {cfg.timeframe}, rule {tc.label_rule}: {len(ex.y):,} examples "
+               f"(up-rate {ex.y.mean():.4f}); bars dropped: {drops}")
+    b = split.boundaries
+    click.echo(f"Split {'/'.join(f'{f:g}' for f in split.fractions)}, purge {tc.horizon} bars, "
+               f"embargo {split.embargo} bars:")
+    for part, rows in split.parts().items():
+        click.echo(f"  {part:<10} {rows.size:>8,} rows  {b[part + '_start'][:16]} .. {b[part + '_end'][:16]} UTC"
+                   f"  (labels end {b[part + '_label_end'][:16]}; {split.purged[part]:,} purged)")
+    gs = doc["grid_search"]
+    names = list(result.grid)
+    click.echo(f"Grid search: {cfg.model.name}, {len(gs['results'])} candidates x {gs['folds']} purged folds of the "
+               f"training part, mean log loss (lower is better):")
+    click.echo("  " + "  ".join(["rank"] + [f"{n:>10}" for n in names] + ["  log loss", "     std"]))
+    for r in sorted(gs["results"], key=lambda r: r["rank"]):
+        cells = [f"{r['rank']:>4}"] + [f"{r['params'][n]!s:>10}" for n in names]
+        click.echo("  " + "  ".join(cells + [f"{r['mean_log_loss']:>10.5f}", f"{r['std_log_loss']:>8.5f}"]))
+    click.echo("Best: " + (", ".join(f"{k}={v}" for k, v in gs["best_params"].items()) or "(no parameters)"))
+    for warning in result.edge_warnings:
+        _note(f"Warning: {warning}")
+    cal = doc["calibration"]
+    click.echo(f"Calibration, chosen within the validation part: {cal['method']}; {cal['chosen_because']}")
+    test = result.evaluation["test"]
+    bases = list(test["baselines"])
+    click.echo(f"Test part ({split.test.size:,} rows, up-rate {test['model']['up_rate']:.4f}):")
+    click.echo("  " + f"{'metric':<10}" + "".join(f"{h:>16}" for h in ["model", "raw model", *bases]))
+    for key in _METRICS:
+        if key in test["model"]:
+            row = [test["model"][key], test["raw"][key], *(test["baselines"][n][key] for n in bases)]
+            click.echo("  " + f"{key:<10}" + "".join(f"{_num(v):>16}" for v in row))
+    for name in bases:
+        sk = test["skill"][name]
+        pct = {k: "n/a" if v is None else f"{v * 100:.2f} %" for k, v in sk.items()}
+        click.echo(f"  skill vs {name}: log loss {pct['log_loss_skill']}, Brier {pct['brier_skill']}")
+    click.echo(f"Verdict: {result.verdict}")
+    click.echo(f"Wrote {result.path}")
 
 
 @cli.command()

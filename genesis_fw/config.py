@@ -9,6 +9,9 @@ Keys are the field names below. ``strategy=ema_rsi`` picks the strategy (same as
 different strategy on the command line drops the config file's strategy parameters (they belong
 to the file's strategy). Strategy
 parameters are checked against the plugin's own ``Params`` class when the strategy is loaded.
+The ``model`` section works the same way (``model=lgbm``, ``model.C=0.1``), except that a model
+parameter may be a list, a grid for the search of ``genesis-fw train`` (``model.C=0.01,0.1,1``;
+:func:`genesis_fw.plugins.model_grid` checks it against the model type's ``Params``).
 An unknown key or a value of the wrong type is a :class:`ConfigError`; nothing is silently ignored.
 """
 
@@ -234,6 +237,67 @@ class FeaturesConfig:
 
 
 @attrs.frozen
+class ModelConfig:
+    """Which model type ``genesis-fw train`` fits and its raw parameter overrides: each value is one
+    value or a list of candidates (a grid that replaces the model type's own grid for that parameter)."""
+
+    name: str = "logreg"
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+#: Label existence rules (:data:`genesis_fw.ml.labels.RULES`).
+LABEL_RULES = ("endpoint", "strict")
+#: Calibration candidates (:data:`genesis_fw.ml.calibration.METHODS`).
+CALIBRATION_METHODS = ("none", "platt", "isotonic")
+
+
+def _one_of(choices: tuple[str, ...]):
+    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"{attribute.name} needs one or more different values of {', '.join(choices)}")
+        for v in values:
+            if v not in choices:
+                raise ValueError(f"{attribute.name}: invalid value {v!r}{did_you_mean(v, choices)}; "
+                                 f"allowed: {', '.join(choices)}")
+
+    return check
+
+
+def _fractions(_inst: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    if len(value) != 3 or any(v <= 0 for v in value) or abs(sum(value) - 1.0) > 1e-9:
+        raise ValueError(f"{attribute.name} must be three numbers > 0 summing to 1 (train, validation, test), "
+                         f"got {','.join(f'{v:g}' for v in value)}")
+
+
+@attrs.frozen
+class TrainConfig:
+    """How ``genesis-fw train`` labels, splits, searches and calibrates (docs/ML_TRAINING.md).
+    Horizons and embargoes count bars of the dataset's timeframe."""
+
+    #: Bars ahead the label looks: ``price_up`` of the return from the next open to the close ``horizon`` bars on.
+    horizon: int = attrs.field(default=20, validator=_in_range(1))
+    #: ``endpoint`` (the endpoint candle must exist) or ``strict`` (no candle missing inside the horizon).
+    label_rule: str = attrs.field(default="endpoint", validator=_one_of(LABEL_RULES))
+    #: Returns within +-dead_zone_bps basis points are ties.
+    dead_zone_bps: float = attrs.field(default=0.0, validator=_in_range(0))
+    #: Keep ties as label 0 ("not up") instead of dropping them.
+    keep_ties: bool = False
+    #: Bars of time left out after each part (and each CV test fold) on top of the purge.
+    embargo: int = attrs.field(default=0, validator=_in_range(0))
+    #: Time-ordered, purged folds of the grid search over the training part.
+    folds: int = attrs.field(default=5, validator=_in_range(2))
+    #: Train / validation / test fractions of the labelled rows, in time order.
+    fractions: tuple[float, ...] = attrs.field(default=(0.6, 0.2, 0.2), validator=_fractions)
+    #: Calibration candidates, chosen by cross-validated log loss within the validation part.
+    calibration: tuple[str, ...] = attrs.field(default=CALIBRATION_METHODS, validator=_one_of(CALIBRATION_METHODS))
+    #: Time-ordered folds of that choice.
+    calibration_folds: int = attrs.field(default=5, validator=_in_range(2))
+    #: Processes of the grid search (scikit-learn's ``n_jobs``); 1 = in this process.
+    n_jobs: int = attrs.field(default=1, validator=_in_range(1))
+
+
+@attrs.frozen
 class RuntimeConfig:
     """Everything a run needs. Units: fractions are 0..1 (0.002 = 0.2 %), slippage is basis points,
     cash is in the quote currency (USD for tBTCUSD), times are UTC."""
@@ -263,6 +327,8 @@ class RuntimeConfig:
     output: str | None = None
     exchange: ExchangeConfig = attrs.field(factory=ExchangeConfig)
     features: FeaturesConfig = attrs.field(factory=FeaturesConfig)
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.size > self.max_leverage:
@@ -284,14 +350,15 @@ class RuntimeConfig:
             values = read_json_config(path)
         values = _normalise(values)
         overrides = dict(overrides or {})
-        # A strategy chosen on the command line does not inherit the file's parameters, which
-        # belong to the file's strategy; its own parameter overrides still apply (in any order).
-        for key in ("strategy", "strategy.name"):
-            if key in overrides:
-                name = overrides.pop(key)
-                strategy = values.get("strategy")
-                if not isinstance(strategy, dict) or strategy.get("name", StrategyConfig().name) != name:
-                    values["strategy"] = {"name": name}
+        # A strategy (model) chosen on the command line does not inherit the file's parameters, which
+        # belong to the file's strategy (model); its own parameter overrides still apply (in any order).
+        for section, default in (("strategy", StrategyConfig().name), ("model", ModelConfig().name)):
+            for key in (section, f"{section}.name"):
+                if key in overrides:
+                    name = overrides.pop(key)
+                    current = values.get(section)
+                    if not isinstance(current, dict) or current.get("name", default) != name:
+                        values[section] = {"name": name}
         for key, value in overrides.items():
             _apply_override(values, key, value)
         return build(cls, values)
@@ -321,27 +388,32 @@ def read_json_config(path: str | Path) -> dict[str, Any]:
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
-    strategy = values.get("strategy")
-    if isinstance(strategy, str):  # "strategy": "ema_rsi" is short for {"name": "ema_rsi"}
-        values["strategy"] = {"name": strategy}
-    elif isinstance(strategy, dict):
-        values["strategy"] = dict(strategy)
+    for section in ("strategy", "model"):
+        named = values.get(section)
+        if isinstance(named, str):  # "strategy": "ema_rsi" is short for {"name": "ema_rsi"}
+            values[section] = {"name": named}
+        elif isinstance(named, dict):
+            values[section] = dict(named)
     return values
 
 
 def _apply_override(values: dict[str, Any], key: str, value: str) -> None:
     parts = key.split(".")
-    if parts[0] == "strategy":
-        strategy = values.setdefault("strategy", {})
-        if not isinstance(strategy, dict):
-            raise ConfigError(f"config key 'strategy': expected an object, got {strategy!r}")
+    if parts[0] in ("strategy", "model"):
+        section = parts[0]
+        named = values.setdefault(section, {})
+        if not isinstance(named, dict):
+            raise ConfigError(f"config key {section!r}: expected an object, got {named!r}")
         if len(parts) == 1 or parts[1:] == ["name"]:
-            strategy["name"] = value
+            named["name"] = value
             return
         rest = parts[2:] if parts[1] == "params" and len(parts) > 2 else parts[1:]
         if len(rest) != 1:
-            raise ConfigError(f"config key {key!r}: strategy parameters are one level deep (strategy.fast=10)")
-        strategy.setdefault("params", {})[rest[0]] = value
+            example = "strategy.fast=10" if section == "strategy" else "model.C=0.1"
+            raise ConfigError(f"config key {key!r}: {section} parameters are one level deep ({example})")
+        # A model parameter with commas is a grid of candidates (model.C=0.01,0.1).
+        is_grid = section == "model" and "," in value
+        named.setdefault("params", {})[rest[0]] = [v.strip() for v in value.split(",")] if is_grid else value
         return
     target = values
     for part in parts[:-1]:

@@ -199,6 +199,46 @@ def instantiate(kind: str, name: str, params: dict[str, Any] | None = None) -> A
         raise plugin_failure(name, "__init__", exc, kind=kind) from exc
 
 
+def model_grid(model: Any) -> dict[str, list[Any]]:
+    """The hyper-parameter grid of ``model`` (a :class:`~genesis_fw.config.ModelConfig`), values checked.
+
+    Starts from the model type's own ``grid``; each parameter in ``model.params`` replaces that
+    parameter's candidates (a list) or fixes it (one value). Every candidate is coerced to the field's
+    type and must construct the type's ``Params`` on its own (the other fields at their defaults).
+    Raises :class:`~genesis_fw.errors.PluginError` for an unknown model type and
+    :class:`~genesis_fw.errors.ConfigError` (one line, naming the model type and the parameter, with a
+    close-match suggestion for an unknown name) for a value the ``Params`` class refuses.
+    """
+    from .config import make_params
+
+    cls = load("model", model.name)
+    raw: dict[str, list[Any]] = {key: list(values) for key, values in (getattr(cls, "grid", None) or {}).items()}
+    for key, value in model.params.items():
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if not values:
+            raise ConfigError(f"{_who('model', model.name)}: parameter {key!r} has an empty list of values")
+        raw[key] = values
+    grid: dict[str, list[Any]] = {}
+    for key, values in raw.items():
+        typed = []
+        for value in values:
+            try:
+                built = make_params(cls.Params, {key: value}, owner="model")
+            except ConfigError as exc:
+                text = str(exc).removeprefix("model: ")
+                raise ConfigError(f"{_who('model', model.name)}: {text}") from None
+            except GenesisError:
+                raise
+            except Exception as exc:
+                raise plugin_failure(model.name, "Params", exc, kind="model") from exc
+            typed.append(getattr(built, key))
+        if len(set(map(repr, typed))) != len(typed):
+            raise ConfigError(f"{_who('model', model.name)}: parameter {key!r} repeats a value in "
+                              f"{','.join(map(str, values))}")
+        grid[key] = typed
+    return grid
+
+
 def _who(kind: str, name: str) -> str:
     """``strategy 'ema_rsi' (genesis-fw 0.1.0)``: the plugin's kind, name and providing package."""
     claims = refs(kind).get(name, [])

@@ -490,3 +490,76 @@ def test_bad_list_in_file(tmp_path):
         RuntimeConfig.load(write_json(tmp_path / "c.json", {"features": {"ema_spans": [10, "x"]}}))
     with pytest.raises(ConfigError, match="expected list of integer"):
         RuntimeConfig.load(write_json(tmp_path / "c.json", {"features": {"ema_spans": 10}}))
+
+
+# --- the model and train sections ------------------------------------------------------------------
+
+
+def test_model_and_train_sections_defaults():
+    from genesis_fw.config import ModelConfig, TrainConfig
+
+    cfg = RuntimeConfig.load()
+    assert cfg.model == ModelConfig(name="logreg", params={})
+    assert cfg.train == TrainConfig()
+    assert (cfg.train.horizon, cfg.train.label_rule, cfg.train.folds, cfg.train.fractions) == (
+        20, "endpoint", 5, (0.6, 0.2, 0.2))
+    assert cfg.train.calibration == ("none", "platt", "isotonic") and cfg.train.n_jobs == 1
+
+
+def test_model_overrides_single_value_and_list():
+    cfg = RuntimeConfig.load(None, {"model": "logreg", "model.C": "0.01,0.1", "model.max_iter": "200",
+                                    "train.embargo": "5", "train.horizon": "10"})
+    assert cfg.model.name == "logreg"
+    assert cfg.model.params == {"C": ["0.01", "0.1"], "max_iter": "200"}
+    assert (cfg.train.embargo, cfg.train.horizon) == (5, 10)
+    grid = plugins.model_grid(cfg.model)
+    assert grid == {"C": [0.01, 0.1], "max_iter": [200]}
+    assert RuntimeConfig.load(None, {"model.params.C": "3"}).model.params == {"C": "3"}
+
+
+def test_model_grid_defaults_to_the_plugins_grid(tmp_path):
+    from models.logreg import LogReg
+
+    assert plugins.model_grid(RuntimeConfig.load().model) == {"C": list(LogReg.grid["C"])}
+    # A JSON file may give a list or one value; "model": "logreg" is short for {"name": "logreg"}.
+    path = write_json(tmp_path / "c.json", {"model": {"name": "logreg", "params": {"C": [1, 10], "max_iter": 50}}})
+    assert plugins.model_grid(RuntimeConfig.load(path).model) == {"C": [1.0, 10.0], "max_iter": [50]}
+    assert RuntimeConfig.load(write_json(tmp_path / "d.json", {"model": "logreg"})).model.name == "logreg"
+
+
+def test_choosing_another_model_drops_the_files_params(tmp_path):
+    path = write_json(tmp_path / "c.json", {"model": {"name": "logreg", "params": {"C": [1, 10]}}})
+    assert RuntimeConfig.load(path, {"model": "lgbm"}).model.params == {}
+    assert RuntimeConfig.load(path, {"model": "logreg"}).model.params == {"C": [1, 10]}
+    assert RuntimeConfig.load(path, {"model": "lgbm", "model.x": "1"}).model.params == {"x": "1"}
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"model.c": "0.1"}, "did you mean 'C'"),
+    ({"model.C": "0.1,0"}, "'C' must be > 0"),
+    ({"model.max_iters": "5"}, "did you mean 'max_iter'"),
+    ({"model.C": "0.1,abc"}, "expected number"),
+    ({"model.max_iter": "1.5"}, "expected integer"),
+    ({"model": "logregg"}, "did you mean 'logreg'"),
+])
+def test_bad_model_params(overrides, expected):
+    with pytest.raises((ConfigError, PluginError), match=expected) as info:
+        plugins.model_grid(RuntimeConfig.load(None, overrides).model)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("train.horizon", "0", "horizon must be >= 1"),
+    ("train.horizon", "-3", "horizon must be >= 1"),
+    ("train.horizon", "2.5", "expected integer"),
+    ("train.label_rule", "strcit", "label_rule"),
+    ("train.folds", "1", "folds must be >= 2"),
+    ("train.fractions", "0.6,0.4", "fractions"),
+    ("train.calibration", "none,platypus", "calibration"),
+    ("train.embargo", "-1", "embargo must be >= 0"),
+    ("train.n_jobs", "0", "n_jobs"),
+    ("train.horizn", "5", "did you mean 'horizon'"),
+])
+def test_bad_train_values(key, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        RuntimeConfig.load(None, {key: value})
