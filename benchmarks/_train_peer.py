@@ -6,7 +6,9 @@ of time later (endpoint rule, exact-zero returns dropped), a 60/20/20 chronologi
 part purged of labels reaching the next part, ``GridSearchCV`` of StandardScaler + LogisticRegression over
 five time-ordered purged folds of the training part scored by log loss, a refit of the best C, the
 calibration (none / Platt / isotonic) chosen by log loss over five time-ordered purged folds of the
-validation part, and the test log loss.
+validation part, and the scores genesis-fw train reports for every part (the calibrated and the raw
+model and the constants at the training and validation up-rates: log loss, Brier, ROC-AUC, PR-AUC,
+precision, recall, accuracy, confusion matrix).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
-EPS = 1e-6
+EPS = 1e-3  # as genesis_fw.ml.calibration.EPS
 
 
 def purged_folds(start: np.ndarray, end: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -51,10 +53,20 @@ def _calibrator(method: str, p: np.ndarray, y: np.ndarray):
     if method == "none":
         return lambda q: q
     if method == "platt":
-        lr = LogisticRegression(C=1e6).fit(_logit(p), y)
+        lr = LogisticRegression(C=1e10).fit(_logit(p), y)
         return lambda q: lr.predict_proba(_logit(q))[:, 1]
     iso = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(p, y)
     return iso.predict
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict:
+    from sklearn import metrics as m
+
+    yhat = (p >= 0.5).astype(int)
+    return {"log_loss": m.log_loss(y, p, labels=[0, 1]), "brier": m.brier_score_loss(y, p),
+            "roc_auc": m.roc_auc_score(y, p), "pr_auc": m.average_precision_score(y, p),
+            "precision": m.precision_score(y, yhat, zero_division=0), "recall": m.recall_score(y, yhat),
+            "accuracy": m.accuracy_score(y, yhat), "confusion": m.confusion_matrix(y, yhat, labels=[0, 1])}
 
 
 def run(candles_path: str, features_path: str, timeframe_ms: int, horizon: int) -> dict:
@@ -104,6 +116,12 @@ def run(candles_path: str, features_path: str, timeframe_ms: int, horizon: int) 
         cv_ll[method] = float(np.mean(losses))
     best = min(cv_ll, key=lambda m: (cv_ll[m], m != "none"))
     cal = _calibrator(best, p_va, y[va])
+    rates = {"train_rate": y[tr].mean(), "validation_rate": y[va].mean()}
+    scores = {}
+    for part, rows in (("train", tr), ("validation", va), ("test", te)):
+        raw = model.predict_proba(X[rows])[:, 1]
+        scores[part] = {"model": _scores(y[rows], cal(raw)), "raw": _scores(y[rows], raw),
+                        **{k: _scores(y[rows], np.full(rows.size, r)) for k, r in rates.items()}}
     p_te = cal(model.predict_proba(X[te])[:, 1])
     return {"rows": int(n), "train": int(tr.size), "validation": int(va.size), "test": int(te.size),
             "best_C": float(search.best_params_["logisticregression__C"]), "calibration": best,

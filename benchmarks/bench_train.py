@@ -9,9 +9,10 @@ in the same run, alternately and ``--repeat`` times each, a fresh process runs o
   calibration choice, the scores of every part);
 * the peer (benchmarks/_train_peer.py): the same recipe in plain pandas / scikit-learn.
 
-Reported per side: wall time of the work (median), peak Python-heap memory of the work (``tracemalloc``;
-numpy and scikit-learn report their buffers to it) and the process's peak RSS (both medians), the ratio
-ours / peer (target within 1.5x), and what each found (rows, best C, calibration, test log loss).
+Reported per side: wall time of the work and the process's peak RSS (medians of the timed runs), the
+peak Python-heap memory of the work (``tracemalloc``, which numpy and scikit-learn report their buffers
+to, measured in one extra run of each side because tracing slows Python code down several-fold), the
+ratios ours / peer (target within 1.5x), and what each found (rows, best C, calibration, test log loss).
 
     python benchmarks/bench_train.py [--data-dir ../shared/data/bitfinex] [--repeat 3] [--timeframes 1h,1m]
 """
@@ -31,8 +32,8 @@ DEFAULT_DIR = HERE.parent.parent / "shared" / "data" / "bitfinex"
 HORIZON = 20
 
 
-def worker(side: str, store: str, timeframe: str) -> None:
-    """One measured run in this process; prints a JSON line."""
+def worker(side: str, store: str, timeframe: str, mode: str) -> None:
+    """One measured run in this process (``mode`` "time" or "memory"); prints a JSON line."""
     import resource
     import time
     import tracemalloc
@@ -47,7 +48,8 @@ def worker(side: str, store: str, timeframe: str) -> None:
     from genesis_fw.ml import training
 
     cfg = RuntimeConfig.load(None, {"symbol": "tBTCUSD", "timeframe": timeframe, "train.horizon": str(HORIZON)})
-    tracemalloc.start()
+    if mode == "memory":
+        tracemalloc.start()
     t0 = time.perf_counter()
     if side == "ours":
         res = training.train(cfg, CandleStore.open(store), write=False)
@@ -59,14 +61,14 @@ def worker(side: str, store: str, timeframe: str) -> None:
         found = peer.run(f"{store}/candles/tBTCUSD_{timeframe}.parquet",
                          f"{store}/features/tBTCUSD_{timeframe}.parquet", timeframe_ms(timeframe), HORIZON)
     elapsed = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
+    _, peak = tracemalloc.get_traced_memory() if mode == "memory" else (0, 0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"elapsed": elapsed, "peak": peak, "rss": rss, "found": found}))
 
 
-def measure(side: str, store: Path, timeframe: str) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--worker", side, str(store), timeframe], capture_output=True,
-                       text=True)
+def measure(side: str, store: Path, timeframe: str, mode: str = "time") -> dict:
+    r = subprocess.run([sys.executable, __file__, "--worker", side, str(store), timeframe, mode],
+                       capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"{side} {timeframe} failed: {r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -74,7 +76,7 @@ def measure(side: str, store: Path, timeframe: str) -> dict:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(*sys.argv[2:5])
+        worker(*sys.argv[2:6])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
@@ -99,12 +101,14 @@ def main() -> int:
             for _ in range(args.repeat):
                 for side in ("ours", "peer"):
                     runs[side].append(measure(side, store, tf))
+            heap = {side: measure(side, store, tf, "memory")["peak"] for side in ("ours", "peer")}
             print(f"tBTCUSD {tf} 2019, horizon {HORIZON}, logreg grid C=0.001..10 x 5 purged folds, "
                   f"calibration none/platt/isotonic x 5 folds; repeat {args.repeat}")
             figures = {}
             for side in ("ours", "peer"):
                 rs = runs[side]
-                figures[side] = {k: med(r[k] for r in rs) for k in ("elapsed", "peak", "rss")}
+                figures[side] = {"elapsed": med(r["elapsed"] for r in rs), "rss": med(r["rss"] for r in rs),
+                                 "peak": heap[side]}
                 f = figures[side]
                 print(f"  {side:<5} {f['elapsed']:7.2f} s   peak heap {f['peak'] / 2**20:8.1f} MiB   "
                       f"peak RSS {f['rss'] / 2**20:8.1f} MiB   found {json.dumps(rs[-1]['found'])}")

@@ -214,14 +214,16 @@ def config_cmd(config_file: Path | None, overrides: tuple[str, ...]) -> None:
     import attrs
 
     from .config import RuntimeConfig, parse_overrides
-    from .plugins import instantiate, model_grid
+    from .plugins import instantiate, load, model_grid
 
     cfg = RuntimeConfig.load(config_file, parse_overrides(overrides))
     strategy = instantiate("strategy", cfg.strategy.name, cfg.strategy.params)
     resolved = cfg.to_dict()
     resolved["strategy"]["params"] = attrs.asdict(strategy.params)
-    # The model's grid as train searches it: a list per tuned parameter, one value for a fixed one.
-    resolved["model"]["params"] = {k: v if len(v) > 1 else v[0] for k, v in model_grid(cfg.model).items()}
+    # The model's parameters as train searches them: a list per tuned one, a single value for the others.
+    grid = model_grid(cfg.model)
+    defaults = attrs.asdict(load("model", cfg.model.name).Params())
+    resolved["model"]["params"] = defaults | {k: v if len(v) > 1 else v[0] for k, v in grid.items()}
     click.echo(json.dumps(resolved, indent=2))
 
 
@@ -483,9 +485,7 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
     for warning in result.edge_warnings:
         _note(f"Warning: {warning}")
     cal = doc["calibration"]
-    cv_ll = ", ".join(f"{m} {v:.5f}" for m, v in cal.get("cv_log_loss", {}).items())
-    click.echo(f"Calibration (cross-validated log loss within the validation part): {cv_ll or 'n/a'} -> "
-               f"{cal['method']}" + (f" ({cal['chosen_because']})" if cal.get("chosen_because") else ""))
+    click.echo(f"Calibration, chosen within the validation part: {cal['method']}; {cal['chosen_because']}")
     test = result.evaluation["test"]
     bases = list(test["baselines"])
     click.echo(f"Test part ({split.test.size:,} rows, up-rate {test['model']['up_rate']:.4f}):")
@@ -496,7 +496,8 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
             click.echo("  " + f"{key:<10}" + "".join(f"{_num(v):>16}" for v in row))
     for name in bases:
         sk = test["skill"][name]
-        click.echo(f"  skill vs {name}: log loss {_num(sk['log_loss_skill'])}, Brier {_num(sk['brier_skill'])}")
+        pct = {k: "n/a" if v is None else f"{v * 100:.2f} %" for k, v in sk.items()}
+        click.echo(f"  skill vs {name}: log loss {pct['log_loss_skill']}, Brier {pct['brier_skill']}")
     click.echo(f"Verdict: {result.verdict}")
     click.echo(f"Wrote {result.path}")
 

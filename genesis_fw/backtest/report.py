@@ -339,9 +339,9 @@ def _config_rows(result: Any) -> list[tuple[str, str]]:
         "end": ("Requested end (exclusive)", lambda v: format_value(v) if v is not None else "after last candle"),
     }
     rows = [(label, fmt(cfg[key])) for key, (label, fmt) in known.items() if key in cfg]
-    # The exchange section is how candles were fetched, and the features section what ML features are
-    # computed from them: neither is a backtest parameter.
-    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange", "features"}
+    # The exchange section is how candles were fetched, the features section what ML features are
+    # computed from them, and the model and train sections how `train` fits a model: none is a backtest parameter.
+    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange", "features", "model", "train"}
     rows += [(_label(key), format_value(value)) for key, value in cfg.items() if key not in skip]
     rows.append(("Engine path", format_value(result.path)))
     return rows

@@ -31,7 +31,8 @@ class Examples:
     ``labels`` are the labels of exactly these rows (their horizons drive the purged splits); its
     ``drops`` count the bars without a label by cause, and ``warmup_dropped`` / ``nan_dropped`` the
     labelled bars without features. ``identity`` names the candles: ``dataset`` (description),
-    ``dataset_version`` (``None`` for the bundled sample), ``sha256`` (content hash of the candles read),
+    ``dataset_version`` (``None`` for the bundled sample or a file without metadata), ``origin`` (``store`` or
+    ``sample``), ``sha256`` (content hash of the candles read),
     ``start`` / ``end`` (first and last candle open time, UTC ISO), ``candles`` (rows read).
     """
 
@@ -62,11 +63,11 @@ def _features_table(store: CandleStore, candles: Any, dataset: Any, symbol: str,
         run = feature_files.make(store, symbol, timeframe, cfg, start=start, end=end)
         table = pq.read_table(run.path)
         return table, {"dataset": run.meta["dataset"], "dataset_version": run.meta["version"],
-                       "sha256": run.meta["sha256"]}, run.cached
+                       "origin": dataset.origin, "sha256": run.meta["sha256"]}, run.cached
     # A read-only store: the same features, computed here and not written anywhere.
     table = features.build(candles, cfg).table
     return table, {"dataset": dataset.describe(), "dataset_version": version_of(store, dataset),
-                   "sha256": content_sha256(candles)}, None
+                   "origin": dataset.origin, "sha256": content_sha256(candles)}, None
 
 
 def build(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, train: TrainConfig, *,

@@ -34,7 +34,7 @@ import numpy as np
 from ..config import RuntimeConfig
 from ..data.store import CandleStore
 from ..errors import DataError, GenesisError
-from . import features
+from . import calibration, evaluation, features, model_file
 from .dataset import Examples
 from .splits import PurgedKFold, Split, split_labels
 
@@ -123,7 +123,7 @@ def _check_folds(cv: PurgedKFold, y: np.ndarray) -> None:
 
 
 def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y: np.ndarray, cv: PurgedKFold, *,
-                n_jobs: int = 1) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                n_jobs: int = 1, name: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``GridSearchCV(PluginEstimator(model_class), grid, scoring="neg_log_loss", cv=cv, refit=False)``.
 
     Returns one result per candidate in scikit-learn's order (``params``, ``mean_log_loss``,
@@ -143,7 +143,7 @@ def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y:
     except Exception as exc:
         from ..plugins import plugin_failure
 
-        raise plugin_failure(model_class.__name__, "fit", exc, " in the grid search", kind="model") from exc
+        raise plugin_failure(name or model_class.__name__, "fit", exc, " in the grid search", kind="model") from exc
     res = search.cv_results_
     results = [
         {"params": {k: _plain(v) for k, v in params.items()},
@@ -153,6 +153,13 @@ def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y:
         for i, params in enumerate(res["params"])
     ]
     return results, {k: _plain(v) for k, v in search.best_params_.items()}
+
+
+def _version_text(identity: dict[str, Any]) -> int | str:
+    """The dataset version for the model file: its number, or what stands in for one."""
+    if identity["dataset_version"] is not None:
+        return int(identity["dataset_version"])
+    return "bundled sample" if identity["origin"] == "sample" else "unversioned"
 
 
 def _plain(value: Any) -> Any:
@@ -185,7 +192,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     tr, va = split.train, split.validation
     cv = PurgedKFold.from_labels(ex.labels, rows=tr, n_splits=tc.folds, embargo=tc.embargo)
     step(f"grid search: {math.prod(len(v) for v in grid.values())} candidates x {tc.folds} folds")
-    results, best = grid_search(model_class, grid, ex.X[tr], ex.y[tr], cv, n_jobs=tc.n_jobs)
+    results, best = grid_search(model_class, grid, ex.X[tr], ex.y[tr], cv, n_jobs=tc.n_jobs, name=cfg.model.name)
     on_edge, warnings = edge_warnings(grid, best)
     params = make_params(model_class.Params, best, owner="model")
     try:
@@ -199,7 +206,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     raw = {part: np.asarray(model.predict_proba(ex.X[rows]), dtype=float) for part, rows in split.parts().items()}
     cal = calibration.choose(raw["validation"], ex.y[va], ex.labels.timestamp_ms[va], ex.labels.end_ms[va],
                              cfg.timeframe, methods=tc.calibration, n_splits=tc.calibration_folds, embargo=tc.embargo)
-    stored_cal = {k: v for k, v in cal.items()}
+    stored_cal = dict(cal)
     rates = {"train_rate": float(ex.y[tr].mean()), "validation_rate": float(ex.y[va].mean())}
     report: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
@@ -213,6 +220,12 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         metrics[part] = model_scores
     verdict = evaluation.verdict(report["test"]["model"], report["test"]["baselines"])
 
+    try:
+        state = model.to_state()
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(cfg.model.name, "to_state", exc, kind="model") from exc
     doc = {
         "schema_version": 1,
         "name": None,
@@ -220,7 +233,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         "model_type": cfg.model.name,
         "model_type_version": int(model_class.state_version),
         "params": attrs.asdict(params) if attrs.has(type(params)) else {},
-        "state": model.to_state(),
+        "state": state,
         "symbol": cfg.symbol,
         "timeframe": cfg.timeframe,
         "horizon": tc.horizon,
@@ -229,7 +242,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
                      "params": attrs.asdict(cfg.features)},
         "calibration": stored_cal,
         "training_data": {
-            "dataset": ex.identity["dataset"], "dataset_version": ex.identity["dataset_version"],
+            "dataset": ex.identity["dataset"], "dataset_version": _version_text(ex.identity),
             "sha256": ex.identity["sha256"], "start": ex.identity["start"], "end": ex.identity["end"],
             "split": {"fractions": list(split.fractions), "embargo": split.embargo, "boundaries": split.boundaries,
                       "purged": split.purged, "rows": {part: int(rows.size) for part, rows in split.parts().items()}},
@@ -245,60 +258,3 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
     }
     path = model_file.write_new(doc, models_dir) if write else None
     return TrainResult(doc, path, ex, split, grid, warnings, report, verdict)
-
-
-# --- TEMPORARY stand-ins until model_file / evaluation / calibration exist (removed when they do) ---------
-
-
-class calibration:  # noqa: N801
-    @staticmethod
-    def choose(p_raw, y, start_ms, end_ms, timeframe, *, methods=("none",), n_splits=5, embargo=0):
-        return {"method": "none", "cv_log_loss": {}, "chosen_because": "stand-in"}
-
-    @staticmethod
-    def apply(cal, p_raw):
-        return np.asarray(p_raw, dtype=float)
-
-
-class evaluation:  # noqa: N801
-    @staticmethod
-    def scores(y, p):
-        from sklearn.metrics import brier_score_loss, log_loss
-
-        return {"n": int(len(y)), "up_rate": float(np.mean(y)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
-                "brier": float(brier_score_loss(y, p))}
-
-    @staticmethod
-    def baselines(y, rates):
-        return {k: evaluation.scores(y, np.full(len(y), r)) for k, r in rates.items()}
-
-    @staticmethod
-    def skill(m, b):
-        return {"log_loss_skill": 1 - m["log_loss"] / b["log_loss"], "brier_skill": 1 - m["brier"] / b["brier"]}
-
-    @staticmethod
-    def verdict(m, bases):
-        best = min(b["log_loss"] for b in bases.values())
-        return f"{'skill' if m['log_loss'] < best else 'no skill'}: log loss {m['log_loss']:.4f} vs {best:.4f}"
-
-
-class model_file:  # noqa: N801
-    @staticmethod
-    def write_new(doc, models_dir=None):
-        import json
-        import os
-
-        folder = Path(models_dir or os.environ.get("GENESIS_MODELS_DIR") or "config/models")
-        folder.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while True:
-            name = f"{doc['symbol']}_{doc['timeframe']}_v{n}"
-            try:
-                fd = os.open(folder / f"{name}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                n += 1
-                continue
-            doc["name"], doc["version"] = name, n
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(doc, indent=2))
-            return folder / f"{name}.json"
