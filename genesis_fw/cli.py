@@ -640,6 +640,10 @@ _EVAL_ROWS = (("log_loss", "log loss", "p4"), ("brier", "Brier", "p4"), ("roc_au
               ("ece", "ECE", "p4"), ("n", "n", "int"))
 
 
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f} %"
+
+
 def _evaluation_text(result: dict) -> list[str]:
     """The terminal table of an evaluation: the model (calibrated and raw) and each baseline per score,
     the skill against each baseline, the confusion matrix and the verdict."""
@@ -657,9 +661,9 @@ def _evaluation_text(result: dict) -> list[str]:
         lines.append("  " + f"{label:<10}" + "".join(f"{c:>{width}}" for c in cells))
     rates = result.get("baseline_rates", {})
     lines.append("Baselines: " + ", ".join(f"{name} = constant {rate:.4f}" for name, rate in rates.items()))
-    lines.append("Skill of the model (1 - model / baseline; above 0 is better than the baseline):")
+    lines.append("Skill of the model (1 - model / baseline, in %; above 0 is better than the baseline):")
     for name, sk in result["skill"].items():
-        lines.append(f"  vs {name:<16} log loss {_num(sk['log_loss_skill'])}, Brier {_num(sk['brier_skill'])}")
+        lines.append(f"  vs {name:<16} log loss {_pct(sk['log_loss_skill'])}, Brier {_pct(sk['brier_skill'])}")
     (tn, fp), (fn, tp) = s["confusion"]
     lines += [f"Confusion matrix (up when p >= {result.get('threshold', 0.5):g}; rows: actual, columns: predicted):",
               f"  {'':<12}{'down':>10}{'up':>10}", f"  {'actual down':<12}{tn:>10,}{fp:>10,}",

@@ -232,7 +232,8 @@ def test_printed_table_matches_the_saved_figures(trained):
         for cell, scores in zip(rows[label], sources, strict=True):
             assert cell == (f"{scores[key]:,}" if key == "n" else f"{scores[key]:.4f}"), (label, cell)
     for name_, sk in saved["skill"].items():
-        assert f"vs {name_:<16} log loss {sk['log_loss_skill']:.4f}, Brier {sk['brier_skill']:.4f}" in out
+        assert (f"vs {name_:<16} log loss {sk['log_loss_skill'] * 100:.2f} %, Brier {sk['brier_skill'] * 100:.2f} %"
+                in out)
     (tn, fp), (fn, tp) = saved["scores"]["confusion"]
     assert re.search(rf"actual down\s+{tn:,}\s+{fp:,}\n", out) and re.search(rf"actual up\s+{fn:,}\s+{tp:,}\n", out)
     assert f"Verdict: {saved['verdict']}" in out
