@@ -215,10 +215,13 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         p = calibration.apply(stored_cal, raw[part])
         model_scores = evaluation.scores(y, p)
         bases = evaluation.baselines(y, rates)
+        best_base = min(bases, key=lambda name: bases[name]["log_loss"])
+        test = evaluation.loss_difference_test(y, p, np.full(y.size, rates[best_base]), lag=tc.horizon)
         report[part] = {"model": model_scores, "raw": evaluation.scores(y, raw[part]), "baselines": bases,
-                        "skill": {name: evaluation.skill(model_scores, b) for name, b in bases.items()}}
+                        "skill": {name: evaluation.skill(model_scores, b) for name, b in bases.items()},
+                        "test": {"baseline": best_base, **test}}
         metrics[part] = model_scores
-    verdict = evaluation.verdict(report["test"]["model"], report["test"]["baselines"])
+    verdict = evaluation.verdict(report["test"]["model"], report["test"]["baselines"], test=report["test"]["test"])
 
     try:
         state = model.to_state()
