@@ -635,6 +635,129 @@ def datasets_prune(ctx: click.Context, keep: int, symbol: str | None, timeframe:
     click.echo(f"{len(removed)} version file(s) removed")
 
 
+_EVAL_ROWS = (("log_loss", "log loss", "p4"), ("brier", "Brier", "p4"), ("roc_auc", "ROC-AUC", "p4"),
+              ("pr_auc", "PR-AUC", "p4"), ("precision", "precision", "p4"), ("recall", "recall", "p4"),
+              ("ece", "ECE", "p4"), ("n", "n", "int"))
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f} %"
+
+
+def _evaluation_text(result: dict) -> list[str]:
+    """The terminal table of an evaluation: the model (calibrated and raw) and each baseline per score,
+    the skill against each baseline, the confusion matrix and the verdict."""
+    m, s = result["model"], result["scores"]
+    cal = result["calibration"].get("method", "none")
+    columns = [(f"model ({cal})", s), ("raw model", result["raw_scores"]), *result["baselines"].items()]
+    width = max(16, *(len(name) + 2 for name, _ in columns))
+    period = result["period"]
+    lines = [f"{m['name']} ({m['model_type']}, {m['symbol']} {m['timeframe']}, horizon {m['horizon']} bars), "
+             f"{result['split']}: {s['n']:,} labelled bars {period['start'][:16]} .. {period['end'][:16]} UTC, "
+             f"up-rate {s['up_rate']:.4f}",
+             "  " + f"{'':<10}" + "".join(f"{name:>{width}}" for name, _ in columns)]
+    for key, label, kind in _EVAL_ROWS:
+        cells = [_num(sc.get(key)) if kind == "p4" else f"{sc.get(key):,}" for _, sc in columns]
+        lines.append("  " + f"{label:<10}" + "".join(f"{c:>{width}}" for c in cells))
+    rates = result.get("baseline_rates", {})
+    lines.append("Baselines: " + ", ".join(f"{name} = constant {rate:.4f}" for name, rate in rates.items()))
+    lines.append("Skill of the model (1 - model / baseline, in %; above 0 is better than the baseline):")
+    for name, sk in result["skill"].items():
+        lines.append(f"  vs {name:<16} log loss {_pct(sk['log_loss_skill'])}, Brier {_pct(sk['brier_skill'])}")
+    (tn, fp), (fn, tp) = s["confusion"]
+    lines += [f"Confusion matrix (up when p >= {result.get('threshold', 0.5):g}; rows: actual, columns: predicted):",
+              f"  {'':<12}{'down':>10}{'up':>10}", f"  {'actual down':<12}{tn:>10,}{fp:>10,}",
+              f"  {'actual up':<12}{fn:>10,}{tp:>10,}",
+              f"Verdict: {result['verdict']}"]
+    test = result.get("test")
+    if test:
+        lines.insert(-1, f"Significance against {test['baseline']} (Diebold-Mariano on the per-row log-loss "
+                         f"differences, HAC lag {test['lag']} rows): mean difference {test['mean_difference']:.6f} "
+                         f"nats, p {test['p_value']:.4g}")
+    return lines
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default=None,
+              help="Part of the model's recorded split to score.  [default: test]")
+@click.option("--start", help="Score the labelled bars from this UTC date or ISO time instead of a split.")
+@click.option("--end", help="End of that period, exclusive, UTC.")
+@click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
+              help="HTML page path; the JSON goes next to it, named after its full name. "
+                   "Default: results/evaluate_<model>_<split>.html")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print: the table, or the JSON result.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML page (still writes the JSON).")
+@click.option("--require-skill", is_flag=True,
+              help="Exit 1 when the model has no skill against its baselines (the files are still written).")
+@click.pass_context
+def evaluate(ctx: click.Context, model: str, split: str | None, start: str | None, end: str | None,
+             output: Path | None, fmt: str, no_report: bool, require_skill: bool) -> None:
+    """Score a model file against the base rate: log loss, Brier, ROC-AUC, PR-AUC, precision/recall,
+    confusion matrix, calibration error, raw and calibrated, with a reliability diagram.
+
+    MODEL is a model file path or a name {symbol}_{timeframe}_v{N} in the models folder. A trained
+    model is scored on the test part of its recorded split (--split, dates as recorded) or on
+    --start/--end, against constants at its training and validation parts' up-rates. A model
+    without training data (a hand-set baseline) is scored on --start/--end (default: all candles)
+    against 0.5 and the period's own up-rate. "No skill" is a finding: exit 0 unless --require-skill.
+
+    \b
+    Examples:
+      genesis-fw evaluate tBTCUSD_1h_v2
+      genesis-fw evaluate tBTCUSD_1h_v2 --split validation --format json
+      genesis-fw evaluate config/models/tBTCUSD_1h_v1.json --start 2019-06-01 --output results/v1.html
+    """
+    import json
+
+    from ._util import check_writable, write_text_atomic
+    from .backtest.runs import output_paths
+    from .errors import NoSkillError
+    from .ml import model_evaluation, model_file
+
+    store = _store(ctx)
+
+    def targets(html: Path) -> dict[str, Path]:
+        paths = {k: v for k, v in output_paths(html).items() if k in ("report", "summary")}
+        if no_report:
+            del paths["report"]
+        for path in paths.values():
+            store.check_output(path)
+            check_writable(path)
+        return paths
+
+    if output is not None:
+        targets(output)  # refused before any work
+    loaded = model_file.load(model)
+    result = model_evaluation.evaluate(loaded, store, split=split, start=start, end=end)
+    for note in result["notes"]:
+        _note(f"Note: {note}")
+    if output is None:
+        part = result["split"]
+        if part == "period":
+            part = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
+        output = Path("results") / f"evaluate_{loaded.name}_{part}.html"
+    paths = targets(output)
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    page = None
+    if "report" in paths:
+        from .ml.evaluation_report import render_evaluation_page
+
+        page = render_evaluation_page(result)  # rendered before anything is written
+    write_text_atomic(paths["summary"], text)
+    if page is not None:
+        write_text_atomic(paths["report"], page)
+    if fmt == "json":
+        click.echo(text, nl=False)
+    else:
+        for line in _evaluation_text(result):
+            click.echo(line)
+        click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
+    if require_skill and not result["verdict"].startswith("skill"):  # "no skill" or "no significant skill"
+        raise NoSkillError(f"{loaded.name} has no skill on {result['split']} (--require-skill): {result['verdict']}")
+
+
 @cli.command()
 @click.option("--symbol", required=True, help="Symbol to check, e.g. tBTCUSD.")
 @click.option("--timeframe", required=True, help="Timeframe of the stored file, e.g. 1m.")

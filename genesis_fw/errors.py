@@ -15,9 +15,10 @@ keeps its traceback.
     ├── ConsoleError            a statement the read-only SQL console refuses or cannot run
     ├── OutputError             an output path inside the store's own files, or not writable
     ├── RegistryError           model registry misuse (unknown version, bad promotion)
-    └── ModelFileError          a model file that is truncated, tampered, of another schema or state
-                                version, missing fields, of an unknown model type, or for another
-                                symbol / timeframe than asked; an unknown model name
+    ├── ModelFileError          a model file that is truncated, tampered, of another schema or state
+    │                           version, missing fields, of an unknown model type, or for another
+    │                           symbol / timeframe than asked; an unknown model name
+    └── NoSkillError            evaluate --require-skill: the model does not beat its base rates
 
 A message says what went wrong, where, and how to fix it.
 """
@@ -77,3 +78,7 @@ class ModelFileError(GenesisError):
     """A model file cannot be used: unreadable, not strict JSON, refused by the schema or its model type's
     state schema, of another schema or state version, an unknown model type or name, or for another
     symbol / timeframe than asked."""
+
+
+class NoSkillError(GenesisError):
+    """``evaluate --require-skill``: the model does not beat its base-rate baselines."""
