@@ -241,7 +241,7 @@ def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, A
     b, b_b = float(model_scores["brier"]), float(base["brier"])
     ll_t, ll_bt = _pair(ll, ll_b)
     b_t, b_bt = _pair(b, b_b)
-    rate = f"the base rate's {ll_bt} ({name} {base['up_rate']:.4f})"
+    rate = f"the base rate's {ll_bt} (the constant {name})"
     if not ll < ll_b:
         return (f"no skill: log loss {ll_t} is not below {rate}; Brier {b_t} vs {b_bt}"
                 f"{'' if b < b_b else ' (not below either)'}")
