@@ -398,3 +398,16 @@ def test_changed_candles_are_noted_and_scored_at_the_recorded_dates(trained, tmp
     assert result["training_data_unchanged"] is False
     assert result["period"]["start"] == b["test_start"] and result["rows"] > 0
     assert any("changed since training" in v for v in result["data"].values())
+
+
+def test_a_model_trained_on_the_bundled_sample_evaluates_without_a_spurious_version_note(tmp_path):
+    """Training records "bundled sample" for data without a version; evaluating on the same sample must
+    not report the dataset as changed."""
+    env = _env(tmp_path, store=tmp_path / "no-store")
+    env.pop("GENESIS_DATA_DIR")
+    cfg = RuntimeConfig.load(None, {"symbol": "tBTCUSD", "timeframe": "1h", "train.horizon": str(HORIZON),
+                                    "train.folds": "3", "model.C": ["0.01"], "train.calibration": "none"})
+    result = training.train(cfg, CandleStore.open(tmp_path / "no-store"), models_dir=tmp_path / "models")
+    assert result.doc["training_data"]["dataset_version"] == "bundled sample"
+    proc = _ok(run_cli("evaluate", result.doc["name"], "--no-report", cwd=tmp_path, env=env))
+    assert "dataset is at" not in proc.stderr and "changed" not in proc.stderr, proc.stderr

@@ -121,3 +121,11 @@ def build(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, 
 
 def _iso(ms: Any) -> str:
     return from_ms(int(ms)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_text(identity: dict[str, Any]) -> int | str:
+    """The dataset version recorded in a model file: its number, or what stands in for one
+    ("bundled sample", "unversioned") when the candles have no version."""
+    if identity["dataset_version"] is not None:
+        return int(identity["dataset_version"])
+    return "bundled sample" if identity["origin"] == "sample" else "unversioned"

@@ -99,7 +99,8 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def _version(v: Any) -> str:
-    return "n/a" if v is None else f"v{v}"
+    """A dataset version for a message: ``v3``, or the text training recorded for data without one."""
+    return "n/a" if v is None else f"v{v}" if isinstance(v, int) else str(v)
 
 
 def _training_examples(loaded: LoadedModel, store: CandleStore, notes: list[str]) -> dataset.Examples:
@@ -114,9 +115,10 @@ def _training_examples(loaded: LoadedModel, store: CandleStore, notes: list[str]
                      f"training (sha256 {td['sha256'][:12]} then, {ident['sha256'][:12]} now; dataset "
                      f"{_version(td['dataset_version'])} then, {_version(ident['dataset_version'])} now): scored on "
                      "today's candles at the recorded split dates, so the figures may differ from those recorded")
-    elif ident["dataset_version"] != td["dataset_version"]:
-        notes.append(f"the dataset is at {_version(ident['dataset_version'])} now ({_version(td['dataset_version'])} "
-                     "at training), but the candles of the training range are unchanged (same sha256)")
+    elif dataset.version_text(ident) != td["dataset_version"]:
+        now, then = _version(dataset.version_text(ident)), _version(td["dataset_version"])
+        notes.append(f"the dataset is at {now} now ({then} at training), but the candles of the training range are "
+                     "unchanged (same sha256)")
     return ex
 
 

@@ -155,13 +155,6 @@ def grid_search(model_class: type, grid: dict[str, list[Any]], X: np.ndarray, y:
     return results, {k: _plain(v) for k, v in search.best_params_.items()}
 
 
-def _version_text(identity: dict[str, Any]) -> int | str:
-    """The dataset version for the model file: its number, or what stands in for one."""
-    if identity["dataset_version"] is not None:
-        return int(identity["dataset_version"])
-    return "bundled sample" if identity["origin"] == "sample" else "unversioned"
-
-
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -245,7 +238,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
                      "params": attrs.asdict(cfg.features)},
         "calibration": stored_cal,
         "training_data": {
-            "dataset": ex.identity["dataset"], "dataset_version": _version_text(ex.identity),
+            "dataset": ex.identity["dataset"], "dataset_version": dataset.version_text(ex.identity),
             "sha256": ex.identity["sha256"], "start": ex.identity["start"], "end": ex.identity["end"],
             "split": {"fractions": list(split.fractions), "embargo": split.embargo, "boundaries": split.boundaries,
                       "purged": split.purged, "rows": {part: int(rows.size) for part, rows in split.parts().items()}},
