@@ -225,6 +225,23 @@ def test_period_runs_over_the_models_own_split_part(data_dir, trained, trained_d
         assert parse_time(summary["dataset"]["first_bar"]) == first
         assert parse_time(summary["dataset"]["last_bar"]) == last
         assert summary["history_bars"] == features.warmup_bars(FeaturesConfig())
+        in_sample = [n for n in summary["notes"] if "in-sample" in n]
+        if part == "test":  # the part the model never saw: no warning
+            assert in_sample == [] and "in-sample" not in proc.stderr
+        else:  # the model was calibrated on the validation part: the run says so
+            assert in_sample == [n for n in summary["notes"] if "overlap the model's validation part" in n] != []
+            assert "in-sample and optimistic" in proc.stderr
+
+
+def test_a_run_over_the_training_part_says_it_is_in_sample(data_dir, trained, trained_doc, tmp_path):
+    bounds = trained_doc["training_data"]["split"]["boundaries"]
+    out = tmp_path / "span.html"
+    proc = _backtest(f"strategy.model={_name(trained)}", "--start", bounds["train_end"][:10],
+                     "--end", bounds["test_start"][:10], out=out)
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads(out.with_suffix(".json").read_text())["notes"]
+    assert any("overlap the model's train part" in n and "fitted" in n for n in notes), notes
+    assert any("overlap the model's validation part" in n and "calibrated" in n for n in notes), notes
 
 
 # -- bad input: one line, exit 1, nothing written -----------------------------------------------------

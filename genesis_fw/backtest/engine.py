@@ -342,6 +342,36 @@ def decide_per_bar(strategy: Strategy, n: int, *, progress: bool = False, plugin
     return check_targets(arr, n, where=f"{name}.next")
 
 
+#: Period names (:meth:`Strategy.periods`) whose bars the strategy was fitted on: "train" (a model's
+#: training part) and "validation" (where its calibration was fitted). A run that trades on them is in-sample.
+IN_SAMPLE_PERIODS = {"train": "fitted", "validation": "calibrated"}
+
+
+def in_sample_notes(strategy: Strategy, bars: Bars, timeframe: str) -> list[str]:
+    """A note for each :data:`IN_SAMPLE_PERIODS` part of the strategy's periods that the traded bars overlap:
+    figures there are optimistic. Strategies without periods (or whose periods cannot be read) give none."""
+    from ..ml.labels import add_bars
+
+    if not len(bars) or type(strategy).periods is Strategy.periods:
+        return []
+    try:
+        periods = strategy.periods() or {}
+    except GenesisError:
+        return []  # e.g. a hand-set model without training data: nothing was fitted on any bars
+    first = int(bars.timestamp[0])
+    end = int(add_bars(int(bars.timestamp[-1]), 1, timeframe))  # the last bar's end, exclusive
+    out = []
+    for part, verb in IN_SAMPLE_PERIODS.items():
+        if part not in periods:
+            continue
+        lo, hi = (to_ms(parse_time(t, what=f"{part} period")) for t in periods[part])
+        if first < hi and lo < end:
+            out.append(f"the traded bars overlap the model's {part} part ({periods[part][0][:16]} .. "
+                       f"{periods[part][1][:16]} UTC), on which it was {verb}: these figures are in-sample and "
+                       "optimistic (--period test trades only the test part)")
+    return out
+
+
 def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "auto",
         progress: bool = False, strict_data: bool = False) -> BacktestResult:
     """Run the backtest ``cfg`` describes. ``path``: ``auto`` (fast path when the strategy has one),
@@ -374,6 +404,7 @@ def run(cfg: RuntimeConfig, store: CandleStore | None = None, *, path: str = "au
         decisions = decide_per_bar(strategy, n, progress=progress, plugin=name, timestamp=seen.timestamp)
     bars = seen.tail(h) if h else seen
     targets = decisions[h:]  # history decisions are not traded: the run starts flat at start
+    notes.extend(in_sample_notes(strategy, bars, cfg.timeframe))
     equity, position, trades = track(
         bars.open, bars.high, bars.low, bars.close, targets,
         cfg.initial_cash, cfg.commission, cfg.slippage / 10_000.0, cfg.size,
