@@ -202,6 +202,12 @@ def test_other_splits_equal_what_train_recorded(trained, part: str):
     assert result["split"] == part
     assert result["scores"] == trained["doc"]["metrics"][part]
     assert result["baselines"] == trained["train"].evaluation[part]["baselines"]
+    fitted = "the model was fitted" if part == "train" else "the model's calibration was fitted"
+    assert [n for n in result["notes"] if "in-sample" in n] == [
+        f"the {part} part is where {fitted}: its scores are in-sample, so optimistic; only the test part is out "
+        "of sample"]
+    assert "in-sample" in proc.stderr
+    assert not [n for n in json.loads(trained["json"].stdout)["notes"] if "in-sample" in n]  # test: out of sample
     assert (tmp / "results" / f"evaluate_{trained['doc']['name']}_{part}.json").is_file()
     assert not (tmp / "results" / f"evaluate_{trained['doc']['name']}_{part}.html").exists()
 

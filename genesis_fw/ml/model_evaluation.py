@@ -98,6 +98,10 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
             "timeframe": loaded.timeframe, "horizon": loaded.horizon}
 
 
+#: Parts of the split whose rows fitted something: the model itself (train) or its calibration (validation).
+IN_SAMPLE_PARTS = {"train": "the model", "validation": "the model's calibration"}
+
+
 def _version(v: Any) -> str:
     """A dataset version for a message: ``v3``, or the text training recorded for data without one."""
     return "n/a" if v is None else f"v{v}" if isinstance(v, int) else str(v)
@@ -217,6 +221,9 @@ def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = Non
             part = split or "test"
             ex = train_ex
             rows = _rows_or_fail(ex, boundaries, part, loaded)
+            if part in IN_SAMPLE_PARTS:
+                notes.append(f"the {part} part is where {IN_SAMPLE_PARTS[part]} was fitted: its scores "
+                             "are in-sample, so optimistic; only the test part is out of sample")
             recorded = doc.get("metrics", {}).get(part)
             expected = td["split"].get("rows", {}).get(part)
             if unchanged and expected is not None and expected != rows.size:
