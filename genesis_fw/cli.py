@@ -463,10 +463,11 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
     cached = {True: "features cached", False: "features computed", None: "features computed in memory"}
     click.echo(f"Data: {ident['dataset']}, version {version}, {ident['candles']:,} candles {ident['start'][:16]} .. "
                f"{ident['end'][:16]} UTC, sha256 {ident['sha256'][:12]} ({cached[ex.features_cached]})")
-    drops = ", ".join(f"{cause} {count:,}" for cause, count in ex.drop_report().items())
+    bars = max(ex.labels.n_bars, 1)
+    drops = ", ".join(f"{cause} {count:,} ({100 * count / bars:.2f} %)" for cause, count in ex.drop_report().items())
     tc = cfg.train
-    click.echo(f"Labels: horizon {tc.horizon} x {cfg.timeframe}, rule {tc.label_rule}: {len(ex.y):,} examples "
-               f"(up-rate {ex.y.mean():.4f}); bars dropped: {drops}")
+    click.echo(f"Labels: horizon {tc.horizon} x {cfg.timeframe}, rule {tc.label_rule}: {ex.labels.n_bars:,} bars, "
+               f"{len(ex.y):,} examples (up-rate {ex.y.mean():.4f}); bars dropped: {drops}")
     b = split.boundaries
     click.echo(f"Split {'/'.join(f'{f:g}' for f in split.fractions)}, purge {tc.horizon} bars, "
                f"embargo {split.embargo} bars:")
