@@ -5,9 +5,10 @@ bar only (:func:`genesis_fw.ml.features.compute`, the same definitions the model
 They are computed once over all bars in ``init``; that equals computing them bar by bar because every
 feature is causal (prefix invariance, ``tests/test_features.py``), and ``check_strategy``'s prefix
 runs show the decisions do not change when later bars are removed. The model gives the calibrated
-probability ``p`` (0..1) that the price goes up over its horizon, and the target is LONG when ``p >= threshold_long``, SHORT when ``p <= threshold_short``, FLAT between. A
-bar whose features are not all defined yet (the first :func:`~genesis_fw.ml.features.warmup_bars`
-bars of the data, or a non-finite value) is FLAT: no model, no position. The strategy asks the engine
+probability ``p`` (0..1) that the price goes up over its horizon, and the target is LONG when ``p >=
+threshold_long``, SHORT when ``p <= threshold_short``, FLAT between. A bar whose features are not all
+defined yet (the first :func:`~genesis_fw.ml.features.warmup_bars` bars of the data, or a non-finite
+value) is FLAT: no model, no position. The strategy asks the engine
 for that warm-up as history bars, so a run with a ``start`` is ready on its first traded bar.
 
 The model file is refused with a one-line :class:`~genesis_fw.errors.ModelFileError` when its
