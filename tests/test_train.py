@@ -301,8 +301,13 @@ def test_dataset_drops_warmup_and_unlabelled_bars_never_fills(tmp_path: Path) ->
     assert drops["warmup"] > 0 and drops["end_of_data"] > 0 and np.isfinite(ex.X).all()
     assert len(ex.labels) == len(ex.y) == ex.X.shape[0] and ex.X.shape[1] == len(ex.feature_names)
     assert ex.identity["dataset_version"] is None and ex.identity["candles"] == candles.num_rows
-    assert ex.features_cached is False
-    assert dataset.build(CandleStore.open(store), "tBTCUSD", "1m", cfg.features, cfg.train).features_cached is True
+    # Computed, and cached only when saved (train does so once it succeeded).
+    assert ex.features_cached is False and not (store / "features").exists()
+    assert dataset.build(CandleStore.open(store), "tBTCUSD", "1m", cfg.features, cfg.train).features_cached is False
+    assert ex.save_features() is True
+    again = dataset.build(CandleStore.open(store), "tBTCUSD", "1m", cfg.features, cfg.train)
+    assert again.features_cached is True and again.save_features() is False
+    assert np.array_equal(again.X, ex.X) and again.identity == ex.identity
 
 
 def test_the_lgbm_model_type_trains_through_the_cli(tmp_path: Path) -> None:

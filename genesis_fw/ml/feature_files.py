@@ -6,10 +6,16 @@ from: the candles' content SHA-256 (:func:`genesis_fw.data.hashing.content_sha25
 used, after the range and any resampling), the source dataset's version, the definitions' hash, the rows
 written, the warm-up dropped and the library versions.
 
-The cache key is the candles' SHA-256 plus the definitions' hash (and the range asked for). When the
-source file's size and modification time are those recorded, it is not even read; otherwise the candles
-are read and hashed, and an equal key still means nothing to do. Both files are written atomically, the
-Parquet file first, so the JSON never describes a file that is not there.
+The cache key is the candles' SHA-256 plus the definitions' hash: whatever range was asked for and
+however it was spelled, candles that hash alike have the features of the file. When the source file's
+size and modification time and the resolved range (UTC) are those recorded, it is not even read;
+otherwise the candles are read and hashed, and an equal key still means nothing to do. Both files are
+written atomically, the Parquet file first, so the JSON never describes a file that is not there.
+
+Only ``genesis-fw features`` writes here unconditionally (:func:`make`). ``train`` and ``evaluate`` use
+:func:`lookup` and, on a miss, compute in memory (:func:`compute`); ``train`` writes the result with
+:meth:`Pending.save` only after it succeeded and only for the full range, so a failed or ranged run
+never replaces the file.
 """
 
 from __future__ import annotations
@@ -51,6 +57,84 @@ class FeatureRun:
     notes: list[str]
 
 
+@attrs.frozen(eq=False)
+class Pending:
+    """Features computed in memory (``table``) with the metadata they would be stored with; not written
+    until :meth:`save` is called."""
+
+    table: Any
+    meta: dict[str, Any]
+    path: Path
+    meta_path: Path
+
+    def save(self) -> FeatureRun:
+        """Write the feature file and its JSON (atomically; :class:`OutputError` if that fails)."""
+        _write(self.table, self.meta, self.path, self.meta_path)
+        return FeatureRun(False, self.path, self.meta_path, self.meta, [])
+
+
+def request_of(dataset: Any, symbol: str, timeframe: str, start: str | None, end: str | None) -> dict[str, Any]:
+    """What the metadata records as asked for: the range resolved to UTC ISO times (``None``: open), so
+    ``2019-01-01`` and ``2019-01-01T00:00`` are the same request, and the source file."""
+    t_start, t_end = parse_time(start, what="start"), parse_time(end, what="end")
+    return {"symbol": symbol, "timeframe": timeframe,
+            "start": None if t_start is None else t_start.isoformat(),
+            "end": None if t_end is None else t_end.isoformat(),
+            "source_file": str(dataset.path), "resampled_from": dataset.resampled_from}
+
+
+def source_stat(dataset: Any) -> dict[str, int]:
+    """Size and modification time (ns) of the dataset's source file; :class:`DataError` if unreadable.
+    Take it before reading the candles, so a file changed meanwhile never matches the recorded one."""
+    try:
+        return _stat(dataset.path)
+    except OSError as exc:
+        raise DataError(f"cannot read {dataset.path}: {exc.strerror or exc}") from None
+
+
+def lookup(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, sha256: str) -> FeatureRun | None:
+    """The stored feature file when it was built from candles with content hash ``sha256`` under the
+    definitions of ``cfg`` (the cache key), else ``None``. Reads only the metadata JSON."""
+    path, meta_path = paths(store, symbol, timeframe)
+    old = read_meta(meta_path)
+    if (old is not None and path.is_file() and old.get("definitions_hash") == features.definitions_hash(cfg)
+            and old.get("sha256") == sha256):
+        return FeatureRun(True, path, meta_path, old, [])
+    return None
+
+
+def compute(store: CandleStore, dataset: Any, candles: Any, cfg: FeaturesConfig, *, request: dict[str, Any],
+            sha256: str, stat: dict[str, int], kernels: Any = None, window: Any = None) -> Pending:
+    """The features of ``candles`` (of ``dataset``, content hash ``sha256``) in memory, with their metadata."""
+    import pyarrow as pa
+
+    result = features.build(candles, cfg, kernels=kernels, window=window)
+    table = result.table
+    ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")  # UTC ms; no Arrow scalars (pandas)
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "request": request,
+        "dataset": dataset.describe(),
+        "origin": dataset.origin,
+        "sha256": sha256,
+        "version": version_of(store, dataset),
+        "source_stat": stat,
+        "candles": candles.num_rows,
+        "rows": table.num_rows,
+        "warmup_dropped": result.warmup_dropped,
+        "first_timestamp": from_ms(int(ts[0])).isoformat(),
+        "last_timestamp": from_ms(int(ts[-1])).isoformat(),
+        "features": features.names(cfg),
+        "definitions_hash": features.definitions_hash(cfg),
+        "params": attrs.asdict(cfg),
+        "kernel_version": features.indicators.KERNEL_VERSION,
+        "libraries": _libraries(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    path, meta_path = paths(store, request["symbol"], request["timeframe"])
+    return Pending(table, meta, path, meta_path)
+
+
 def _stat(path: Path) -> dict[str, int]:
     st = os.stat(path)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -87,8 +171,6 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import pyarrow as pa
-
     from ..data.hashing import content_sha256
 
     t_start = parse_time(start, what="start")
@@ -97,18 +179,12 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
         raise DataError(f"start {t_start.isoformat()} is not before end {t_end.isoformat()}")
     dataset, notes = locate(store, symbol, timeframe)
     path, meta_path = paths(store, symbol, timeframe)
-    defs_hash = features.definitions_hash(cfg)
     warmup = features.warmup_bars(cfg)
-    request = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
-               "source_file": str(dataset.path), "resampled_from": dataset.resampled_from}
-    try:
-        source_stat = _stat(dataset.path)
-    except OSError as exc:
-        raise DataError(f"cannot read {dataset.path}: {exc.strerror or exc}") from None
+    request = request_of(dataset, symbol, timeframe, start, end)
+    stat = source_stat(dataset)
     old = read_meta(meta_path)
-    fresh = (old is not None and path.is_file() and old.get("definitions_hash") == defs_hash
-             and old.get("request") == request)
-    if fresh and old.get("source_stat") == source_stat:
+    if (old is not None and path.is_file() and old.get("definitions_hash") == features.definitions_hash(cfg)
+            and old.get("request") == request and old.get("source_stat") == stat):
         return FeatureRun(True, path, meta_path, old, notes)
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Loading numba and its kernels takes longer than reading the candles, and DuckDB's window
@@ -119,33 +195,12 @@ def make(store: CandleStore, symbol: str, timeframe: str, cfg: FeaturesConfig, *
             raise DataError(f"no {dataset.describe()} candles in [{start or '-inf'}, {end or '+inf'})")
         window = pool.submit(features.window_features, candles, cfg) if candles.num_rows > warmup else None
         sha = content_sha256(candles)
-        if fresh and old.get("sha256") == sha:
-            return FeatureRun(True, path, meta_path, old, notes)
-        result = features.build(candles, cfg, kernels=kernels, window=window)
-    table = result.table
-    ts = arrow_to_numpy(table.column("timestamp").cast(pa.int64()), "int64")  # UTC ms; no Arrow scalars (pandas)
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "request": request,
-        "dataset": dataset.describe(),
-        "origin": dataset.origin,
-        "sha256": sha,
-        "version": version_of(store, dataset),
-        "source_stat": source_stat,
-        "candles": candles.num_rows,
-        "rows": table.num_rows,
-        "warmup_dropped": result.warmup_dropped,
-        "first_timestamp": from_ms(int(ts[0])).isoformat(),
-        "last_timestamp": from_ms(int(ts[-1])).isoformat(),
-        "features": features.names(cfg),
-        "definitions_hash": defs_hash,
-        "params": attrs.asdict(cfg),
-        "kernel_version": features.indicators.KERNEL_VERSION,
-        "libraries": _libraries(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    _write(table, meta, path, meta_path)
-    return FeatureRun(False, path, meta_path, meta, notes)
+        hit = lookup(store, symbol, timeframe, cfg, sha)
+        if hit is not None:
+            return attrs.evolve(hit, notes=notes)
+        pending = compute(store, dataset, candles, cfg, request=request, sha256=sha, stat=stat,
+                          kernels=kernels, window=window)
+    return attrs.evolve(pending.save(), notes=notes)
 
 
 def _write(table: Any, meta: dict[str, Any], path: Path, meta_path: Path) -> None:

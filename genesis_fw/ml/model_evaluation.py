@@ -9,7 +9,8 @@ What :func:`evaluate` does for a trained model (``training_data`` in the file):
    file's symbol, timeframe, feature parameters, horizon and label rule, over the recorded training data
    range (first to last candle, UTC). When the candles of that range are no longer those trained on (their
    content SHA-256 differs) or the dataset has a new version, a note says so; the evaluation still uses the
-   recorded split dates.
+   recorded split dates. Nothing is written into the store: the features come from the cache when it holds
+   these candles' features, else they are computed in memory.
 3. Picks the rows of each part by the recorded boundaries, which are dates, not row counts: a part is the
    labelled bars opened in ``[{part}_start, {part}_end]`` whose horizon ends by ``{part}_label_end``.
 4. Scores the raw (:meth:`~genesis_fw.ml.model_file.LoadedModel.predict_raw`) and calibrated

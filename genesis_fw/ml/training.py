@@ -15,6 +15,9 @@ The procedure (docs/ML_TRAINING.md, "Training"), with ``h`` the label horizon in
 5. Scores of the calibrated model on every part, against the constant predictors at the training and
    validation parts' up-rates, and a verdict on the test part.
 6. The model file (JSON, :func:`genesis_fw.ml.model_file.write_new`), named ``{symbol}_{timeframe}_v{N}``.
+7. Only then, features computed for the full range go into the store's features cache
+   (:meth:`genesis_fw.ml.dataset.Examples.save_features`): a run that fails, or asks for a range, leaves
+   the cache as it was.
 
 The grid edge rule: when a numeric parameter had three or more candidates and the best is the smallest or
 the largest of them, the optimum may lie outside the grid; :func:`train` says so (``edge_warnings``) and
@@ -33,7 +36,7 @@ import numpy as np
 
 from ..config import RuntimeConfig
 from ..data.store import CandleStore
-from ..errors import DataError, GenesisError
+from ..errors import DataError, GenesisError, OutputError
 from . import calibration, evaluation, features, model_file
 from .dataset import Examples
 from .splits import PurgedKFold, Split, split_labels
@@ -166,7 +169,8 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
 
     ``on_step(text)`` is called before each slow step (progress). Raises :class:`DataError` for too
     little data (split, horizon, folds), :class:`~genesis_fw.errors.ConfigError` /
-    :class:`~genesis_fw.errors.PluginError` for a bad model type or parameter; nothing is written then.
+    :class:`~genesis_fw.errors.PluginError` for a bad model type or parameter; nothing is written then
+    (neither a model file nor features). With ``write=False`` nothing is written at all.
     """
     from ..config import make_params
     from ..plugins import load, model_grid, plugin_failure
@@ -253,4 +257,9 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         "baseline": False,
     }
     path = model_file.write_new(doc, models_dir) if write else None
+    if write:
+        try:
+            ex.save_features()
+        except OutputError as exc:  # the model is written; the cache only saves time next run
+            warnings.append(f"features not cached: {exc}")
     return TrainResult(doc, path, ex, split, grid, warnings, report, verdict)
