@@ -306,10 +306,12 @@ def test_shipped_v1_baseline_evaluates_on_the_sample(tmp_path: Path):
 
 
 def _copy_model(trained, tmp: Path, edit) -> Path:
+    """A copy of the trained file changed by ``edit`` and resealed (a model that could have been
+    trained so), except where the edit itself is refused by the file checks."""
     doc = json.loads(trained["path"].read_text(encoding="utf-8"))
     edit(doc)
     target = tmp / f"{doc['name']}.json"
-    target.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    target.write_text(json.dumps(model_file.seal(doc), indent=2), encoding="utf-8")
     return target
 
 
@@ -357,7 +359,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(trained, tmp_path: Pat
         b["test_start"], b["test_end"], b["test_label_end"] = ("2030-01-01T00:00:00Z",) * 3
 
     (tmp_path / "later").mkdir()
-    _one_line_error(run(str(_copy_model(trained, tmp_path / "later", later))), "test part", "no labelled bars")
+    _one_line_error(run(str(_copy_model(trained, tmp_path / "later", later))), "test_end", "before the data's end")
     _one_line_error(run(name, "--split", "test", "--start", "2019-06-01"), "--split or --start/--end, not both")
     _one_line_error(run(name, "--output", str(store / "candles" / "evaluation.html")), "inside the store")
     _assert_nothing_written(tmp_path)

@@ -164,7 +164,7 @@ def test_the_model_is_loaded_once_per_file_content(trained):
     assert s.loaded() is first  # bind, history_bars, init and periods share one load
     doc = json.loads(Path(trained).read_text())
     doc["description"] = "changed"
-    Path(trained).write_text(json.dumps(doc))
+    Path(trained).write_text(json.dumps(model_file.seal(doc)))  # a deliberate change: resealed
     again = s.loaded()
     assert again is not first and again.doc["description"] == "changed"
 

@@ -349,7 +349,7 @@ def test_first_write_after_the_baselines_is_v2_on_a_fresh_clone(tmp_path):
 def test_validate_names_where(tmp_path):
     doc = _doc()
     doc.update(name="tBTCUSD_1h_v1", version=1)
-    validate(doc, where="here")
+    validate(model_file.seal(doc), where="here")
     doc["horizon"] = 0
     with pytest.raises(ModelFileError, match=r"^here: horizon: 0 is less than the minimum of 1$"):
         validate(doc, where="here")

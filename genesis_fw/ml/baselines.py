@@ -8,7 +8,7 @@ tenths of a percent per minute). So P(up) = sigmoid(0.1 x log_return_5 / scale):
 has not moved over 5 bars, about 0.525 after a typical rise. They claim no skill; they exist so that
 there is always a model to compare against and to run the ``ml_model`` strategy with. Horizon 20
 bars, endpoint label rule, the default features, no calibration, no training data, no grid search,
-no metrics.
+no metrics; sealed with their content hash (:func:`genesis_fw.ml.model_file.seal`) like any model file.
 
 Rewrite them with ``python -m genesis_fw.ml.baselines [MODELS_DIR]`` (default ``config/models``);
 ``tests/test_model_file.py`` checks that the shipped files are exactly what this writes.
@@ -106,7 +106,7 @@ def write(models_dir: Path) -> list[Path]:
     """(Re)write the baselines into ``models_dir``, validated; returns their paths."""
     out = []
     for timeframe in TIMEFRAMES:
-        d = doc(timeframe)
+        d = model_file.seal(doc(timeframe))
         path = Path(models_dir) / f"{d['name']}.json"
         model_file.validate(d, where=str(path))
         write_text_atomic(path, model_file.dumps(d))

@@ -17,6 +17,11 @@ given twice, even after its file was deleted, and two processes never get the sa
 written to a temporary file, fsynced, then hard-linked to its name, which fails rather than
 replace an existing file.
 
+Every file carries ``content_sha256``, the SHA-256 of its document without that key
+(:func:`content_hash`, set by :func:`seal`, which :func:`write_new` calls): :func:`load` and
+:func:`validate` check it last, so a file changed by hand after it was written is refused. It detects
+accidental or casual edits, not a determined forger, who can recompute it.
+
 Every refusal is a one-line :class:`~genesis_fw.errors.ModelFileError` naming the file.
 """
 
@@ -63,6 +68,15 @@ MAX_DEPTH = 32
 MAX_INT_DIGITS = 30
 _MAX_INT = 10**MAX_INT_DIGITS
 _MAX_MESSAGE = 300
+#: The key holding the document's content hash (:func:`content_hash`).
+HASH_KEY = "content_sha256"
+#: The recorded split boundaries that must be in this order (``<`` strict, ``<=`` equal allowed).
+_SPLIT_ORDER = (
+    ("train_start", "<=", "train_end"), ("train_end", "<=", "train_label_end"),
+    ("train_label_end", "<", "validation_start"), ("validation_start", "<=", "validation_end"),
+    ("validation_end", "<=", "validation_label_end"), ("validation_label_end", "<", "test_start"),
+    ("test_start", "<=", "test_end"), ("test_end", "<=", "test_label_end"),
+)
 
 
 def default_models_dir() -> Path:
@@ -169,7 +183,8 @@ def _check(doc: Any, where: str) -> type[Model]:
     if _is_int(version) and version != SCHEMA_VERSION:
         raise ModelFileError(f"{where}: a model file of schema version {version}; this genesis-fw reads schema "
                              f"version {SCHEMA_VERSION}")
-    problem = _first_problem(_validator(), doc)
+    # a missing content_sha256 is reported by the last check, after every other defect
+    problem = _first_problem(_validator(), doc if HASH_KEY in doc else {**doc, HASH_KEY: "0" * 64})
     if problem:
         raise ModelFileError(f"{where}: {problem}")
     from datetime import datetime
@@ -246,8 +261,83 @@ def _rebuild(doc: dict[str, Any], cls: type[Model], where: str) -> Model:
     return model
 
 
+def content_hash(doc: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``doc`` without its ``content_sha256`` key: UTF-8 bytes of
+    ``json.dumps(doc_without_the_key, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False)``. Independent of the file's indentation and key order."""
+    body = {k: v for k, v in doc.items() if k != HASH_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal(doc: dict[str, Any]) -> dict[str, Any]:
+    """Set ``doc["content_sha256"]`` to :func:`content_hash` of ``doc`` (in place) and return ``doc``.
+
+    :func:`write_new` seals every file it writes. Use it only for a document you mean to change on
+    purpose (a test, a migration): a file edited without it is refused on load."""
+    doc[HASH_KEY] = content_hash(doc)
+    return doc
+
+
+def _check_hash(doc: dict[str, Any], where: str) -> None:
+    """The last check: the stored ``content_sha256`` is :func:`content_hash` of the document."""
+    stored = doc.get(HASH_KEY)
+    if stored is None:
+        raise ModelFileError(f"{where}: {HASH_KEY}: a required property is missing; model files are written "
+                             "by genesis-fw (train), not by hand: retrain, or restore the original")
+    if stored != content_hash(doc):
+        raise ModelFileError(f"{where}: the file was changed after it was written (content hash differs); model "
+                             "files are not edited by hand: retrain, or restore the original")
+
+
+def _utc_ms(value: Any, key: str, where: str) -> int:
+    from datetime import UTC, datetime
+
+    if not isinstance(value, str):
+        raise ModelFileError(f"{where}: training_data {key} is {value!r}, not a UTC time")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ModelFileError(f"{where}: training_data {key} {value[:40]!r} is not a UTC time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
+
+
+def _check_split(doc: dict[str, Any], where: str) -> None:
+    """The recorded split, when there is training data: every boundary present and a UTC time; the parts
+    in order and apart (each part's labels end before the next part starts); inside the data's
+    ``start`` .. ``end`` (when recorded): ``start <= train_start`` and ``test_end < end``."""
+    td = doc.get("training_data")
+    if td is None:
+        return
+    bounds = td["split"].get("boundaries")
+    if not isinstance(bounds, dict):
+        raise ModelFileError(f"{where}: training_data.split.boundaries is missing or not an object")
+    ms = {}
+    for first, _, second in _SPLIT_ORDER:
+        for key in (first, second):
+            if key not in bounds:
+                raise ModelFileError(f"{where}: training_data.split.boundaries has no {key}")
+            ms[key] = _utc_ms(bounds[key], f"split.boundaries.{key}", where)
+    for first, op, second in _SPLIT_ORDER:
+        if ms[first] > ms[second] or (op == "<" and ms[first] == ms[second]):
+            rule = "before" if op == "<" else "at or before"
+            raise ModelFileError(f"{where}: training_data.split.boundaries: {first} ({bounds[first]}) must be {rule} "
+                                 f"{second} ({bounds[second]}); the parts overlap or are out of order")
+    if td.get("start") is not None and _utc_ms(td["start"], "start", where) > ms["train_start"]:
+        raise ModelFileError(f"{where}: training_data: train_start ({bounds['train_start']}) is before the data's "
+                             f"start ({td['start']})")
+    if td.get("end") is not None and ms["test_end"] >= _utc_ms(td["end"], "end", where):
+        raise ModelFileError(f"{where}: training_data: test_end ({bounds['test_end']}) is not before the data's "
+                             f"end ({td['end']})")
+
+
 def _validated(doc: Any, where: str) -> Model:
-    return _rebuild(doc, _check(doc, where), where)
+    model = _rebuild(doc, _check(doc, where), where)
+    _check_split(doc, where)
+    _check_hash(doc, where)
+    return model
 
 
 def validate(doc: dict[str, Any], *, where: str) -> None:
@@ -256,8 +346,9 @@ def validate(doc: dict[str, Any], *, where: str) -> None:
     deep), the JSON Schema (integers must be JSON integers, not ``20.0``), a real ``created_at``, a
     name that matches its symbol/timeframe/version, an installed model type of the same state version
     and that type's ``state_schema``, the calibration in full, then params, feature names, the state
-    and calibration rebuilt and tried on one row. Raises :class:`ModelFileError` naming ``where`` and
-    the first problem."""
+    and calibration rebuilt and tried on one row, the recorded split dates in order and apart, and
+    last the content hash (``content_sha256``, :func:`content_hash`). Raises :class:`ModelFileError`
+    naming ``where`` and the first problem."""
     _validated(doc, where)
 
 
@@ -342,7 +433,8 @@ def _check_folder(folder: Path) -> None:
 def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
     """Write ``doc`` as the next version of its symbol and timeframe; returns the new file's path.
 
-    Sets ``doc["name"]`` (``{symbol}_{timeframe}_v{N}``) and ``doc["version"]`` (``N``), validates the
+    Sets ``doc["name"]`` (``{symbol}_{timeframe}_v{N}``), ``doc["version"]`` (``N``) and
+    ``doc["content_sha256"]`` (:func:`seal`), validates the
     document exactly as :func:`load` checks a file (:func:`validate`; nothing is written and no ``N``
     is used when it fails) and writes
     ``<models_dir>/{name}.json`` atomically. ``N`` is one more than the larger of the high-water mark
@@ -354,6 +446,8 @@ def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
     probe = dict(doc)
     if NAME_RE.fullmatch(f"{symbol}_{timeframe}_v1"):
         probe.update(name=f"{symbol}_{timeframe}_v1", version=1)
+    if _plain_problem(probe) is None:  # else the checks below name the problem
+        seal(probe)
     _validated(probe, where=f"new model {symbol} {timeframe}")  # before any N is taken
     _check_folder(folder)
     try:
@@ -363,7 +457,7 @@ def write_new(doc: dict[str, Any], models_dir: Path | None = None) -> Path:
             marks = _read_versions(folder)
             n = max([marks.get(key, 0), *existing_versions(folder, symbol, timeframe)]) + 1
             doc["name"], doc["version"] = f"{key}_v{n}", n
-            text = dumps(doc)
+            text = dumps(seal(doc))
             write_text_atomic(folder / VERSIONS_FILE, json.dumps({**marks, key: n}, indent=2, sort_keys=True) + "\n")
             target = folder / f"{doc['name']}.json"
             _place_new(text, target)
@@ -571,8 +665,9 @@ def load(ref: str | Path, models_dir: Path | None = None, *, symbol: str | None 
     device is never opened), larger than :data:`MAX_FILE_BYTES`, unreadable or not strict JSON,
     anything :func:`validate` refuses, a file renamed away from its own name, a model for another
     ``symbol`` / ``timeframe`` than given, feature names that are not those of its feature
-    parameters, params or state the installed model type cannot take, and a model that does not
-    accept one row of its features.
+    parameters, params or state the installed model type cannot take, a model that does not
+    accept one row of its features, split dates out of order or overlapping and, checked last, a
+    content hash that differs (the file was changed after it was written).
     """
     path = ref if isinstance(ref, Path) else resolve(ref, models_dir)
     where = str(path)
@@ -603,4 +698,6 @@ def load(ref: str | Path, models_dir: Path | None = None, *, symbol: str | None 
         asked = f"{symbol or doc['symbol']} {timeframe or doc['timeframe']}"
         raise ModelFileError(f"{where}: a model for {doc['symbol']} {doc['timeframe']}, not for {asked} as asked")
     model = _rebuild(doc, cls, where)
+    _check_split(doc, where)
+    _check_hash(doc, where)
     return LoadedModel(doc=doc, path=path, sha256=hashlib.sha256(raw).hexdigest(), model=model)
