@@ -84,7 +84,7 @@ class MlModel(Strategy):
         loaded = self._cache.get((str(path.resolve()), sha256))
         if loaded is None:
             loaded = model_file.load(path)
-            _check_features(loaded)
+            loaded.check_features()
             self._cache = {(str(path.resolve()), loaded.sha256): loaded}  # the latest file only
         return loaded
 
@@ -174,22 +174,6 @@ class MlModel(Strategy):
         if p <= self.params.threshold_short:
             return SHORT
         return FLAT
-
-
-def _check_features(m: LoadedModel) -> None:
-    """Refuse a model whose recorded features are not what this framework computes for its parameters.
-    (Feature names that are not those of the parameters are refused by ``model_file.load`` already.)"""
-    from genesis_fw.errors import ModelFileError
-    from genesis_fw.ml import features
-
-    cfg = m.features_config()
-    recorded = m.doc["features"]["definitions_hash"]
-    ours = features.definitions_hash(cfg)
-    if recorded != ours:
-        raise ModelFileError(
-            f"model {m.name} was trained on other feature definitions than this framework computes for its "
-            f"feature parameters (definitions hash {recorded[:12]} in the file, {ours[:12]} here): retrain it "
-            "with genesis-fw train")
 
 
 def _candles(bars: Bars) -> Any:

@@ -346,7 +346,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(trained, tmp_path: Pat
 
     (tmp_path / "defs").mkdir()
     _one_line_error(run(str(_copy_model(trained, tmp_path / "defs", other_definitions))),
-                    "feature definitions 000000000000", "cannot be computed here")
+                    "definitions hash 000000000000 in the file", "cannot be computed here")
 
     def eth(doc: dict) -> None:
         doc["symbol"], doc["name"] = "tETHUSD", doc["name"].replace("tBTCUSD", "tETHUSD")

@@ -43,7 +43,7 @@ from ..config import TrainConfig
 from ..data.store import CandleStore
 from ..data.timeframes import from_ms, parse_time, to_ms
 from ..errors import ConfigError, DataError, ModelFileError
-from . import dataset, evaluation, features
+from . import dataset, evaluation
 from .calibration import apply
 from .labels import add_bars
 from .model_file import LoadedModel
@@ -59,18 +59,6 @@ def _iso(ms: Any) -> str:
 
 def _ms(iso: str, what: str) -> int:
     return to_ms(parse_time(iso, what=what))
-
-
-def check_features(loaded: LoadedModel) -> None:
-    """Raise :class:`ModelFileError` when this framework's definitions of the model's feature parameters
-    hash differently from the file's ``features.definitions_hash``: the data cannot offer its features."""
-    recorded = loaded.doc["features"]["definitions_hash"]
-    current = features.definitions_hash(loaded.features_config())
-    if current != recorded:
-        raise ModelFileError(
-            f"{loaded.path}: the model was trained on feature definitions {recorded[:12]}, but this genesis-fw "
-            f"defines the same feature parameters as {current[:12]}; its features cannot be computed here "
-            "(retrain the model)")
 
 
 def label_config(loaded: LoadedModel) -> TrainConfig:
@@ -178,7 +166,7 @@ def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = Non
     """
     if split is not None and split not in PARTS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(PARTS)}")
-    check_features(loaded)
+    loaded.check_features()
     doc, notes = loaded.doc, []
     td = doc["training_data"]
     period_given = start is not None or end is not None

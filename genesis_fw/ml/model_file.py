@@ -639,6 +639,20 @@ class LoadedModel:
         """The feature parameters the model was trained with."""
         return _features_config(self._doc, str(self.path))
 
+    def check_features(self) -> None:
+        """Raise :class:`ModelFileError` when this framework's definitions of the model's feature parameters
+        hash differently from the file's ``features.definitions_hash``: its features cannot be computed here.
+        (Feature names that do not follow from the parameters are refused by :func:`load` already.)"""
+        from . import features
+
+        recorded = self._doc["features"]["definitions_hash"]
+        ours = features.definitions_hash(self.features_config())
+        if recorded != ours:
+            raise ModelFileError(
+                f"{self.path}: model {self.name} was trained on other feature definitions than this genesis-fw "
+                f"computes for its feature parameters (definitions hash {recorded[:12]} in the file, {ours[:12]} "
+                "here), so its features cannot be computed here: retrain it with genesis-fw train")
+
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """The plugin's P(up) for each row of ``X`` (columns = :attr:`feature_names`), before calibration."""
         return np.asarray(self.model.predict_proba(X), dtype=float)
