@@ -178,3 +178,32 @@ def test_the_report_says_which_bars_were_history(monkeypatch):
 class _HoldFirst(Strategy):
     def next(self, i):
         return 1.0 if i == 0 else None
+
+
+def test_in_sample_notes_turn_a_broken_periods_hook_into_a_one_line_plugin_error():
+    from genesis_fw.backtest.engine import in_sample_notes
+    from genesis_fw.errors import ModelFileError, PluginError
+    from genesis_fw.strategy import Strategy
+    from genesis_fw.testing import sample_bars
+
+    class Broken(Strategy):
+        def periods(self):
+            raise ValueError("boom")
+
+    class NoTraining(Strategy):
+        def periods(self):
+            raise ModelFileError("no training data")
+
+    class Fitted(Strategy):
+        def periods(self):
+            return {"train": ("2019-04-01T00:00:00+00:00", "2019-04-01T01:00:00+00:00"),
+                    "test": ("2019-04-02T00:00:00+00:00", "2019-04-03T00:00:00+00:00")}
+
+    bars = sample_bars(120)  # 2019-04-01 00:00 .. 01:59, 1m
+    with pytest.raises(PluginError, match="periods"):
+        in_sample_notes(Broken(), bars, "1m")
+    assert in_sample_notes(NoTraining(), bars, "1m") == []
+    assert in_sample_notes(Strategy(), bars, "1m") == []
+    (note,) = in_sample_notes(Fitted(), bars, "1m")
+    assert "train part" in note and "in-sample" in note
+    assert in_sample_notes(Fitted(), bars.tail(61), "1m") == []  # from 01:00: after the train part's end

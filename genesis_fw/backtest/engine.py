@@ -354,10 +354,14 @@ def in_sample_notes(strategy: Strategy, bars: Bars, timeframe: str) -> list[str]
 
     if not len(bars) or type(strategy).periods is Strategy.periods:
         return []
+    from ..plugins import plugin_failure
+
     try:
         periods = strategy.periods() or {}
     except GenesisError:
         return []  # e.g. a hand-set model without training data: nothing was fitted on any bars
+    except Exception as exc:  # a bug in the plugin's hook: one line, like its other methods
+        raise plugin_failure(type(strategy).__name__, "periods", exc) from exc
     first = int(bars.timestamp[0])
     end = int(add_bars(int(bars.timestamp[-1]), 1, timeframe))  # the last bar's end, exclusive
     out = []
