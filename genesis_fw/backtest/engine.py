@@ -351,11 +351,10 @@ def in_sample_notes(strategy: Strategy, bars: Bars, timeframe: str) -> list[str]
     """A note for each :data:`IN_SAMPLE_PERIODS` part of the strategy's periods that the traded bars overlap:
     figures there are optimistic. Strategies without periods (or whose periods cannot be read) give none."""
     from ..ml.labels import add_bars
+    from ..plugins import plugin_failure
 
     if not len(bars) or type(strategy).periods is Strategy.periods:
         return []
-    from ..plugins import plugin_failure
-
     try:
         periods = strategy.periods() or {}
     except GenesisError:
