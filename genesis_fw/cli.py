@@ -305,10 +305,11 @@ def _run_options(func):
 
 
 def _run_config(overrides: tuple[str, ...], config_file: Path | None, flags: dict[str, str | None],
-                prefix: str | None = None):
+                prefix: str | None = None, unused: dict[str, str] | None = None):
     """The :class:`~genesis_fw.config.RuntimeConfig` of ``config_file`` (or the default file), the
     ``overrides`` and the ``flags`` that were given, in that order of precedence (flags win). With
-    ``prefix``, every override must start with it (e.g. ``features.``)."""
+    ``prefix``, every override must start with it (e.g. ``features.``). ``unused`` maps config sections
+    the command does not read to why: an override of one is refused rather than recorded as if it mattered."""
     from .config import RuntimeConfig, parse_overrides
     from .errors import ConfigError
 
@@ -317,6 +318,10 @@ def _run_config(overrides: tuple[str, ...], config_file: Path | None, flags: dic
         for key in values:
             if not key.startswith(prefix):
                 raise ConfigError(f"{prefix.rstrip('.')} takes {prefix}PARAM=VALUE overrides, got {key!r}")
+    for key in values:
+        section = key.split(".", 1)[0]
+        if unused and section in unused:
+            raise ConfigError(f"{key!r} has no effect here: {unused[section]}")
     values.update({key: flag for key, flag in flags.items() if flag is not None})
     return RuntimeConfig.load(config_file, values)
 
@@ -357,8 +362,11 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
 
     if period and (start or end or any(o.partition("=")[0] in ("start", "end") for o in overrides)):
         raise UsageError("--period sets start and end: give --period or --start/--end, not both")
+    from_model = ("a backtest does not train; strategy=ml_model takes the model's features, horizon and "
+                  "settings from its file (strategy.model=NAME)")
     cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
-                                               "output": str(output) if output else None})
+                                               "output": str(output) if output else None},
+                      unused={"features": from_model, "model": from_model, "train": from_model})
     if period:
         cfg = engine_mod.with_period(cfg, period)
     store = _store(ctx)

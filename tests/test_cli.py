@@ -103,3 +103,15 @@ def test_a_missing_default_data_folder_still_falls_back_to_the_sample(tmp_path, 
     backtest = run_cli("backtest", "strategy=ema_rsi", "--no-report", cwd=tmp_path)
     assert backtest.returncode == 0, backtest.stderr
     assert "bundled sample" in backtest.stderr
+
+
+@pytest.mark.parametrize("override", ["features.rsi_period=7", "model=lgbm", "model.C=0.1", "train.horizon=5"])
+def test_backtest_refuses_settings_it_does_not_use(tmp_path, override):
+    """A backtest neither computes features from the config nor trains: such overrides would be recorded in
+    the run as if they had mattered."""
+    out = tmp_path / "res" / "bt.html"
+    proc = run_cli("backtest", override, "--no-report", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "has no effect here" in errors[0] and "Traceback" not in proc.stderr
+    assert not out.parent.exists()
