@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .evaluation import probabilities
 
 METHODS = ("none", "platt", "isotonic")
 #: Calibrated probabilities stay in [EPS, 1 - EPS] (see the module docstring).
@@ -48,23 +49,6 @@ def _method(method: Any) -> str:
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}: expected one of {', '.join(METHODS)}")
     return str(method)
-
-
-def _probabilities(p: Any, what: str = "probabilities") -> np.ndarray:
-    arr = np.asarray(p)
-    if arr.ndim != 1:
-        raise DataError(f"{what} must be a 1-D array, got shape {arr.shape}")
-    try:
-        arr = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{what} must be numbers: {exc}") from None
-    if np.isnan(arr).any():
-        raise DataError(f"{what} contain NaN (first at row {int(np.argmax(np.isnan(arr)))})")
-    bad = (arr < 0) | (arr > 1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(f"{what}: {arr[i]!r} at row {i} is outside [0, 1]")
-    return arr
 
 
 def _labels(y: Any, n: int) -> np.ndarray:
@@ -98,7 +82,7 @@ def fit(method: str, p_raw: Any, y: Any, *, eps: float = EPS) -> dict[str, Any]:
     """
     name = _method(method)
     e = _check_eps(eps)
-    p = _probabilities(p_raw, "raw probabilities")
+    p = probabilities(p_raw, "raw probabilities")
     labels = _labels(y, p.size)
     if name == "none":
         return {"method": "none"}
@@ -181,7 +165,7 @@ def apply(calibration: dict[str, Any], p_raw: Any) -> np.ndarray:
     calibration raises :class:`ConfigError`, bad probabilities :class:`DataError`.
     """
     name = check(calibration)
-    p = _probabilities(p_raw, "raw probabilities")
+    p = probabilities(p_raw, "raw probabilities")
     if name == "none":
         return p
     e = float(calibration["eps"])
@@ -233,7 +217,7 @@ def choose(
         raise ConfigError("no calibration methods to choose from: give at least one of " + ", ".join(METHODS))
     names = list(dict.fromkeys(names))
     e = _check_eps(eps)
-    p = _probabilities(p_raw, "raw probabilities")
+    p = probabilities(p_raw, "raw probabilities")
     labels = _labels(y, p.size)
     folds = PurgedKFold(n_splits, start_ms=start_ms, end_ms=end_ms, timeframe=timeframe, embargo=embargo)
     losses: dict[str, list[float]] = {m: [] for m in names}

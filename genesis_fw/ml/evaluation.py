@@ -30,6 +30,25 @@ import numpy as np
 from ..errors import DataError
 
 
+def probabilities(p: Any, what: str = "probabilities") -> np.ndarray:
+    """``p`` as a 1-D float64 array of probabilities; :class:`DataError` (one line, naming ``what`` and the
+    first bad row) for another shape, non-numbers, NaN or values outside [0, 1]."""
+    arr = np.asarray(p)
+    if arr.ndim != 1:
+        raise DataError(f"{what} must be a 1-D array, got shape {arr.shape}")
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be numbers: {exc}") from None
+    if np.isnan(arr).any():
+        raise DataError(f"{what} contain NaN (first at row {int(np.argmax(np.isnan(arr)))})")
+    bad = (arr < 0) | (arr > 1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{what}: {arr[i]!r} at row {i} is outside [0, 1]")
+    return arr
+
+
 def _check(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
     ya, pa = np.asarray(y), np.asarray(p)
     if ya.ndim != 1 or pa.ndim != 1:
@@ -38,17 +57,11 @@ def _check(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"labels and probabilities differ in length: {ya.size} labels, {pa.size} probabilities")
     if ya.size == 0:
         raise DataError("no rows to evaluate: the labels and probabilities are empty")
+    pf = probabilities(pa)
     try:
-        pf = pa.astype(np.float64)
         yf = ya.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"labels and probabilities must be numbers: {exc}") from None
-    if np.isnan(pf).any():
-        raise DataError(f"probabilities contain NaN (first at row {int(np.argmax(np.isnan(pf)))})")
-    bad = (pf < 0) | (pf > 1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(f"probability {pf[i]!r} at row {i} is outside [0, 1]")
+        raise DataError(f"labels must be numbers: {exc}") from None
     wrong = (yf != 0) & (yf != 1)
     if wrong.any():
         i = int(np.argmax(wrong))
