@@ -366,7 +366,8 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
                   "settings from its file (strategy.model=NAME)")
     cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,
                                                "output": str(output) if output else None},
-                      unused={"features": from_model, "model": from_model, "train": from_model})
+                      unused={"features": from_model, "model": from_model, "train": from_model,
+                              "champion": "a backtest selects no champion (genesis-fw champion select does)"})
     if period:
         cfg = engine_mod.with_period(cfg, period)
     store = _store(ctx)
@@ -457,7 +458,7 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
     from .ml import training
 
     for key in parse_overrides(overrides):
-        if key.split(".")[0] not in ("model", "train", "features", "symbol", "timeframe", "start", "end"):
+        if key.split(".")[0] not in ("model", "train", "features", "registry", "symbol", "timeframe", "start", "end"):
             raise ConfigError(f"train takes model=NAME, model.PARAM=, train.KEY= and features.PARAM= overrides, "
                               f"got {key!r}")
     cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end,

@@ -298,6 +298,33 @@ class TrainConfig:
 
 
 @attrs.frozen
+class RegistryConfig:
+    """Where the model registry's audit log is mirrored (docs/CHAMPION_SELECTION.md)."""
+
+    #: The JSON-lines mirror of the audit log, relative to the working directory unless absolute.
+    #: ``--audit-log`` / $GENESIS_AUDIT_LOG override it.
+    audit_log: str = "logs/champion_selection.jsonl"
+
+
+@attrs.frozen
+class ChampionConfig:
+    """The gates of ``genesis-fw champion select`` (docs/CHAMPION_SELECTION.md). A challenger is promoted
+    only when it passes every gate; among those that pass, the lowest test log loss wins."""
+
+    #: Significance level of the one-sided Diebold-Mariano test that the challenger's log loss is below
+    #: the champion's (a p-value below ``alpha`` passes).
+    alpha: float = attrs.field(default=0.05, validator=_in_range(0, 1, lo_open=True, hi_open=True))
+    #: Largest expected calibration error (ECE, 10 equal-width bins, a probability 0..1) on the test period.
+    max_ece: float = attrs.field(default=0.05, validator=_in_range(0, 1))
+    #: Walk-forward windows of the robustness gate (0 = no walk-forward gate).
+    walk_forward: int = attrs.field(default=5, validator=_in_range(0, 100))
+    #: Share (0..1) of walk-forward windows in which the challenger's log loss must be below the champion's.
+    min_walk_forward_share: float = attrs.field(default=0.6, validator=_in_range(0, 1))
+    #: How far (annualised Sharpe units) the challenger's backtest Sharpe may fall below the champion's.
+    sharpe_tolerance: float = attrs.field(default=0.25, validator=_in_range(0))
+
+
+@attrs.frozen
 class RuntimeConfig:
     """Everything a run needs. Units: fractions are 0..1 (0.002 = 0.2 %), slippage is basis points,
     cash is in the quote currency (USD for tBTCUSD), times are UTC."""
@@ -329,6 +356,8 @@ class RuntimeConfig:
     features: FeaturesConfig = attrs.field(factory=FeaturesConfig)
     model: ModelConfig = attrs.field(factory=ModelConfig)
     train: TrainConfig = attrs.field(factory=TrainConfig)
+    registry: RegistryConfig = attrs.field(factory=RegistryConfig)
+    champion: ChampionConfig = attrs.field(factory=ChampionConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.size > self.max_leverage:

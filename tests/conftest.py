@@ -16,6 +16,13 @@ BTC_2D = DATA / "tBTCUSD_1m_2019-04-01_2d.parquet"
 ETH_2D = DATA / "tETHUSD_1m_2019-04-01_2d.parquet"
 
 
+@pytest.fixture(autouse=True)
+def _audit_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and its subprocesses) mirrors the registry's audit log into its own temp folder, never
+    into the working directory's ``logs/``."""
+    monkeypatch.setenv("GENESIS_AUDIT_LOG", str(tmp_path / "logs" / "champion_selection.jsonl"))
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty store folder; ``GENESIS_DATA_DIR`` points at it for the test and its subprocesses."""

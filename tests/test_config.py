@@ -182,7 +182,7 @@ def test_unknown_override_key_suggests(key, suggestion):
     msg = str(exc.value)
     assert f"unknown config key {key!r}" in msg
     assert f"did you mean {suggestion!r}?" in msg
-    assert "allowed: commission, end, exchange, features, initial_cash" in msg
+    assert "allowed: champion, commission, end, exchange, features, initial_cash" in msg
 
 
 def test_unknown_key_in_file(tmp_path):
