@@ -36,12 +36,10 @@ import attrs
 
 from ..catalog import Catalog, arrow_tables
 from ..errors import CatalogError
+from .audit import GENESIS_HASH
 
 #: File name of the registry's catalog inside the models folder.
 DB_NAME = "registry.db"
-
-#: ``prev_sha256`` of the first audit entry.
-GENESIS_HASH = "0" * 64
 
 #: The tables :func:`read_tables` returns (what the SQL console shows).
 PUBLIC_TABLES = ("models", "model_events")
