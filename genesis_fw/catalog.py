@@ -243,12 +243,13 @@ class Catalog:
     place: str = attrs.field(default="store", kw_only=True)
 
     @contextmanager
-    def connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def connect(self, *, write: bool = False, migrate: bool = True) -> Iterator[sqlite3.Connection]:
         """A connection; with ``write=True`` the body runs in one ``BEGIN IMMEDIATE`` transaction
         (committed on success, rolled back on error).
 
         A catalog that cannot be written (a read-only store) is read through a read-only connection
         (see :func:`_read_only_uri`) and not migrated; writing to it is a one-line :class:`CatalogError`.
+        ``migrate=False`` reads the schema as it is (a reader that must not change the file).
         """
         if not write and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path} yet (it is created by the first write)")
@@ -268,7 +269,7 @@ class Catalog:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
         try:
             con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if not read_only:
+            if not read_only and (migrate or write):
                 self._migrate(con)
             if write:
                 con.execute("BEGIN IMMEDIATE")

@@ -159,7 +159,7 @@ def registry_id(con: sqlite3.Connection) -> str:
     return str(row[0])
 
 
-def _empty_tables() -> dict[str, Any]:
+def empty_tables() -> dict[str, Any]:
     """:data:`PUBLIC_TABLES` with their columns and types but no rows (the schema built in memory)."""
     con = sqlite3.connect(":memory:", isolation_level=None)
     try:
@@ -170,10 +170,15 @@ def _empty_tables() -> dict[str, Any]:
 
 
 def read_tables(models_dir: str | Path) -> dict[str, Any]:
-    """``models`` and ``model_events`` of the registry in ``models_dir`` as ``pyarrow.Table`` objects;
-    empty tables with the same columns and types when it has no registry.db (which is not created)."""
+    """``models`` and ``model_events`` of the registry in ``models_dir`` as ``pyarrow.Table`` objects,
+    read without migrating or writing anything; empty tables with the same columns and types when it
+    has no registry.db (which is not created) or lacks a table. :class:`CatalogError` when the file
+    cannot be read."""
     rdb = open_db(models_dir)
+    out = empty_tables()
     if not rdb.exists():
-        return _empty_tables()
-    with rdb.read() as con:
-        return arrow_tables(con, list(PUBLIC_TABLES))
+        return out
+    with rdb.connect(migrate=False) as con:
+        present = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        out.update(arrow_tables(con, [t for t in PUBLIC_TABLES if t in present]))
+    return out
