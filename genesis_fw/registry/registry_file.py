@@ -59,8 +59,9 @@ def key_metrics(doc_metrics: Any, verdict: str | None = None) -> dict[str, Any]:
     if isinstance(test, dict):
         for key, src in (("log_loss", "log_loss"), ("brier", "brier"), ("auc", "roc_auc"), ("ece", "ece"),
                          ("n", "n")):
-            if isinstance(test.get(src), int | float) and not isinstance(test.get(src), bool):
-                out[key] = test[src]
+            value = test.get(src, False)
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+                out[key] = value
     if verdict is not None:
         out["verdict"] = verdict
     return out
