@@ -357,3 +357,15 @@ def test_page_renders_in_chromium_with_the_numbers_of_the_json(setup, chromium: 
     chromium.send("Emulation.setDeviceMetricsOverride",
                   {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
     assert chromium.evaluate(PAGE_STATE, session)["pageWidth"] <= 420
+
+
+def test_backtests_never_in_the_market_have_no_sharpe_statistics(setup):
+    """Thresholds no probability reaches: flat backtests, whose Sharpe ratio is undefined, give no Sharpe
+    bootstrap or PSR (a note says why) and a JSON without NaN."""
+    overrides = {"strategy": "ml_model", "strategy.threshold_long": "1", "strategy.threshold_short": "0"}
+    result = _api(setup, ["tBTCUSD_1h_v1", "tBTCUSD_1h_v2"], overrides=overrides)
+    for m in result["models"]:
+        assert m["backtest"]["num_trades"] == 0 and m["backtest"]["sharpe"] is None and m["backtest"]["psr"] is None
+    assert result["pairs"][0]["sharpe"] is None
+    assert sum("no Sharpe ratio" in n for n in result["notes"]) == 2
+    json.dumps(result, allow_nan=False)

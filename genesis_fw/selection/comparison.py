@@ -36,6 +36,7 @@ Units: probabilities are fractions, log loss in nats, returns fractions, times U
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ from ..backtest import engine, metrics
 from ..config import RuntimeConfig, StrategyConfig, make_params
 from ..data.store import CandleStore
 from ..data.timeframes import from_ms, parse_time, to_ms
-from ..errors import ConfigError, DataError, GenesisError
+from ..errors import ConfigError, DataError, GenesisError, ModelFileError
 from ..ml import calibration, dataset, evaluation
 from ..ml.labels import add_bars
 from ..ml.model_evaluation import label_config
@@ -195,6 +196,19 @@ def _in_sample(m: LoadedModel, sh: Shared, rows: np.ndarray) -> str | None:
                 f"{b['validation_label_end'][:16]} UTC), on which it and its calibration were fitted: its scores "
                 "are in-sample, so optimistic")
     return None
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and non-finite floats as ``None`` (JSON-ready, no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
@@ -380,7 +394,7 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
         d = ls - loss[0]
         pairs.append({"baseline": base.name, "candidate": m.name, "log_loss_difference": float(d.mean()),
                       "dm": evaluation.loss_difference_test(y, p, probs[0], lag),
-                      "bootstrap": stats.block_bootstrap_ci(d, seed=seed), "sharpe": None})
+                      "bootstrap": _plain(stats.block_bootstrap_ci(d, seed=seed)), "sharpe": None})
     scoring_s = time.perf_counter() - t0
 
     backtest_s = 0.0
@@ -390,25 +404,30 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
         for m, entry in zip(models, entries, strict=True):
             step(f"backtest of {m.name}")
             res = engine.run(backtest_config(cfg, m, period), store)
+            if hashlib.sha256(m.path.read_bytes()).hexdigest() != m.sha256:
+                raise ModelFileError(f"{m.path} changed during the comparison (sha256 {m.sha256[:12]} when loaded): "
+                                     "run it again")
             days, r = metrics.daily_returns(res.bars.timestamp, res.equity, cfg.initial_cash, timeframe=tf)
-            usable = bool(r.size >= 2 and np.isfinite(r).all())
+            # the backtest's own Sharpe ratio is undefined without dispersion (e.g. never in the market)
+            usable = bool(r.size >= 2 and np.isfinite(r).all() and res.metrics.get("sharpe") is not None)
             returns.append(r if usable else None)
             bt = {k: res.metrics.get(k) for k in BACKTEST_KEYS}
             bt |= {"psr": None, "psr_detail": None, "days": int(r.size), "num_bars": len(res.bars),
                    "daily_equity": _daily_equity(days, r, cfg.initial_cash), "strategy_params": res.params}
             if usable:
-                bt["psr_detail"] = stats.probabilistic_sharpe_ratio(r)
+                bt["psr_detail"] = _plain(stats.probabilistic_sharpe_ratio(r))
                 bt["psr"] = bt["psr_detail"]["psr"]
             else:
-                notes.append(f"the backtest of {m.name} has fewer than 2 days or an undefined daily return (a "
-                             "liquidation): no Sharpe statistics for it")
+                notes.append(f"the backtest of {m.name} has no Sharpe ratio (fewer than 2 days, returns without "
+                             "dispersion such as never being in the market, or a liquidation): no Sharpe statistics "
+                             "for it")
             # the data notes are already there; the in-sample overlap is said per model above
             notes.extend(f"backtest of {m.name}: {n}" for n in res.notes if n not in notes and "in-sample" not in n)
             entry["backtest"] = bt
         for pair, r_b in zip(pairs, returns[1:], strict=True):
             if returns[0] is not None and r_b is not None:
-                pair["sharpe"] = stats.sharpe_difference_bootstrap(
-                    returns[0], r_b, periods_per_year=metrics.PERIODS_PER_YEAR, seed=seed)
+                pair["sharpe"] = _plain(stats.sharpe_difference_bootstrap(
+                    returns[0], r_b, periods_per_year=metrics.PERIODS_PER_YEAR, seed=seed))
         backtest_s = time.perf_counter() - t0
 
     wf = None
