@@ -410,24 +410,31 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
             days, r = metrics.daily_returns(res.bars.timestamp, res.equity, cfg.initial_cash, timeframe=tf)
             # the backtest's own Sharpe ratio is undefined without dispersion (e.g. never in the market)
             usable = bool(r.size >= 2 and np.isfinite(r).all() and res.metrics.get("sharpe") is not None)
-            returns.append(r if usable else None)
             bt = {k: res.metrics.get(k) for k in BACKTEST_KEYS}
             bt |= {"psr": None, "psr_detail": None, "days": int(r.size), "num_bars": len(res.bars),
                    "daily_equity": _daily_equity(days, r, cfg.initial_cash), "strategy_params": res.params}
-            if usable:
-                bt["psr_detail"] = _plain(stats.probabilistic_sharpe_ratio(r))
-                bt["psr"] = bt["psr_detail"]["psr"]
-            else:
+            if not usable:
                 notes.append(f"the backtest of {m.name} has no Sharpe ratio (fewer than 2 days, returns without "
                              "dispersion such as never being in the market, or a liquidation): no Sharpe statistics "
                              "for it")
+            else:
+                try:
+                    bt["psr_detail"] = _plain(stats.probabilistic_sharpe_ratio(r))
+                    bt["psr"] = bt["psr_detail"]["psr"]
+                except DataError as exc:  # e.g. fewer days than the statistics need
+                    usable = False
+                    notes.append(f"no Sharpe statistics for the backtest of {m.name}: {exc}")
+            returns.append(r if usable else None)
             # the data notes are already there; the in-sample overlap is said per model above
             notes.extend(f"backtest of {m.name}: {n}" for n in res.notes if n not in notes and "in-sample" not in n)
             entry["backtest"] = bt
         for pair, r_b in zip(pairs, returns[1:], strict=True):
             if returns[0] is not None and r_b is not None:
-                pair["sharpe"] = _plain(stats.sharpe_difference_bootstrap(
-                    returns[0], r_b, periods_per_year=metrics.PERIODS_PER_YEAR, seed=seed))
+                try:
+                    pair["sharpe"] = _plain(stats.sharpe_difference_bootstrap(
+                        returns[0], r_b, periods_per_year=metrics.PERIODS_PER_YEAR, seed=seed))
+                except DataError as exc:
+                    notes.append(f"no Sharpe difference of {pair['candidate']} and {pair['baseline']}: {exc}")
         backtest_s = time.perf_counter() - t0
 
     wf = None
