@@ -86,8 +86,8 @@ def main() -> int:
     print(f"  total                 {med(r['elapsed'] for r in runs):7.2f} s")
     for key, label in (("examples_s", "examples"), ("scoring_s", "scores and tests"), ("backtest_s", "backtests")):
         print(f"  {label:<21} {med(r['timing'][key] for r in runs):7.2f} s")
-    print(f"  walk-forward retrain  {med(r['wf']['retrain_s'] for r in runs):7.2f} s")
-    print(f"  walk-forward test     {med(r['wf']['test_s'] for r in runs):7.2f} s")
+    print(f"  walk-forward retrain  {med(r['wf']['retrain_s'] for r in runs):7.3f} s")
+    print(f"  walk-forward test     {med(r['wf']['test_s'] for r in runs):7.3f} s")
     print(f"  test-part rows {last['rows']:,}; window rows {last['window_rows']}; wins of v2 {last['wins']}; "
           f"mean log-loss difference {last['pair']['log_loss_difference']:.6f}, "
           f"DM p {last['pair']['dm']['p_value']:.4g}")

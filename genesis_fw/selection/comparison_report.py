@@ -126,7 +126,7 @@ def comparison_text(result: dict[str, Any]) -> list[str]:
         lines.append("  " + f"{'windows better than ' + names[0]:<36}" + f"{'':>{width}}" + "".join(
             f"{wf['wins'][n]:>{width - 4},} of {wf['k']}" for n in names[1:]))
         t = wf["timing"]
-        lines.append(f"  retraining {t['retrain_s']:.2f} s, testing {t['test_s']:.2f} s")
+        lines.append(f"  retraining {t['retrain_s']:.3f} s, testing {t['test_s']:.3f} s")
     return lines
 
 
@@ -207,7 +207,7 @@ def _context(result: dict[str, Any]) -> dict[str, Any]:
                             "cells": [{"model": n, "text": cell(w["log_loss"][n], "p4")} for n in names]}
                            for i, w in enumerate(wf["windows"], start=1)],
                   "wins": [{"model": n, "text": f"{wf['wins'][n]} of {wf['k']}"} for n in names[1:]],
-                  "retrain": f"{wf['timing']['retrain_s']:.2f} s", "test": f"{wf['timing']['test_s']:.2f} s"}
+                  "retrain": f"{wf['timing']['retrain_s']:.3f} s", "test": f"{wf['timing']['test_s']:.3f} s"}
     costs = result.get("costs") or {}
     data = result.get("data") or {}
     meta = [("Symbol / timeframe", f"{result['symbol']} / {result['timeframe']}"),
