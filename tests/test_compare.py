@@ -166,9 +166,10 @@ def test_backtests_equal_a_separate_backtest_run_of_the_period(setup):
     period's start/end with the same costs; the Sharpe ratio of the bootstrap is the backtest's."""
     tmp = setup["tmp"]
     costs = ["commission=0.001", "slippage=3", "strategy.threshold_long=0.6"]
-    _ok(run_cli("compare", "tBTCUSD_1h_v1", "tBTCUSD_1h_v2", *costs, "--output", str(tmp / "c" / "cmp.html"),
-                "--no-report", cwd=tmp, env=_env(tmp)))
+    proc = _ok(run_cli("compare", "tBTCUSD_1h_v1", "tBTCUSD_1h_v2", *costs, "--output", str(tmp / "c" / "cmp.html"),
+                       "--no-report", "--format", "json", cwd=tmp, env=_env(tmp)))
     result = json.loads((tmp / "c" / "cmp.json").read_text(encoding="utf-8"))
+    assert json.loads(proc.stdout) == result
     assert not (tmp / "c" / "cmp.html").exists()
     period = result["period"]
     assert result["costs"]["commission"] == 0.001 and result["costs"]["slippage_bps"] == 3.0
