@@ -710,6 +710,34 @@ def _evaluation_text(result: dict) -> list[str]:
     return lines
 
 
+def _page_targets(store, html: Path, *, report: bool) -> dict[str, Path]:
+    """The JSON (``summary``) and, with ``report``, the HTML page (``report``) named after ``html``, each
+    checked: outside the store's own files and writable."""
+    from ._util import check_writable
+    from .backtest.runs import output_paths
+
+    paths = {k: v for k, v in output_paths(html).items() if k == "summary" or (report and k == "report")}
+    for path in paths.values():
+        store.check_output(path)
+        check_writable(path)
+    return paths
+
+
+def _write_page(paths: dict[str, Path], result: dict, render) -> str:
+    """Write ``result`` as JSON and, when ``paths`` has a report, its page ``render(result)``, rendered
+    before anything is written; returns the JSON text."""
+    import json
+
+    from ._util import write_text_atomic
+
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    page = render(result) if "report" in paths else None
+    write_text_atomic(paths["summary"], text)
+    if page is not None:
+        write_text_atomic(paths["report"], page)
+    return text
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default=None,
@@ -742,26 +770,13 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
       genesis-fw evaluate tBTCUSD_1h_v2 --split validation --format json
       genesis-fw evaluate config/models/tBTCUSD_1h_v1.json --start 2019-06-01 --output results/v1.html
     """
-    import json
-
-    from ._util import check_writable, write_text_atomic
-    from .backtest.runs import output_paths
     from .errors import NoSkillError
     from .ml import model_evaluation, model_file
+    from .ml.evaluation_report import render_evaluation_page
 
     store = _store(ctx)
-
-    def targets(html: Path) -> dict[str, Path]:
-        paths = {k: v for k, v in output_paths(html).items() if k in ("report", "summary")}
-        if no_report:
-            del paths["report"]
-        for path in paths.values():
-            store.check_output(path)
-            check_writable(path)
-        return paths
-
     if output is not None:
-        targets(output)  # refused before any work
+        _page_targets(store, output, report=not no_report)  # refused before any work
     loaded = model_file.load(model)
     result = model_evaluation.evaluate(loaded, store, split=split, start=start, end=end)
     for note in result["notes"]:
@@ -771,16 +786,8 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
         if part == "period":
             part = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
         output = Path("results") / f"evaluate_{loaded.name}_{part}.html"
-    paths = targets(output)
-    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
-    page = None
-    if "report" in paths:
-        from .ml.evaluation_report import render_evaluation_page
-
-        page = render_evaluation_page(result)  # rendered before anything is written
-    write_text_atomic(paths["summary"], text)
-    if page is not None:
-        write_text_atomic(paths["report"], page)
+    paths = _page_targets(store, output, report=not no_report)
+    text = _write_page(paths, result, render_evaluation_page)
     if fmt == "json":
         click.echo(text, nl=False)
     else:
@@ -789,6 +796,82 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
         click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
     if require_skill and not result["verdict"].startswith("skill"):  # "no skill" or "no significant skill"
         raise NoSkillError(f"{loaded.name} has no skill on {result['split']} (--require-skill): {result['verdict']}")
+
+
+#: The run-config keys ``compare`` takes (the backtests' costs and thresholds, the walk-forward share).
+_COMPARE_KEYS = ("strategy.threshold_long", "strategy.threshold_short", "commission", "slippage", "initial_cash",
+                 "size", "max_leverage", "stop_loss", "take_profit", "train.fractions")
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="NAME NAME [NAME...] [KEY=VALUE...]")
+@click.option("--start", help="Compare on the labelled bars from this UTC date or ISO time (default: the intersection "
+                              "of the trained models' test parts).")
+@click.option("--end", help="End of that period, exclusive, UTC.")
+@click.option("--walk-forward", "walk_forward", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Also compare over K consecutive windows, refitting the trained models on the past of each.")
+@click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
+              help="HTML page path; the JSON goes next to it, named after its full name. "
+                   "Default: results/compare_<baseline>_<candidate>..._<start>_<end>.html")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="What to print: the side-by-side table, or the JSON result.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML page (still writes the JSON).")
+@click.option("--no-backtest", is_flag=True, help="Skip the ml_model backtests (scores and tests of the labels only).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file (default: config/runtime.seed.json when present).")
+@click.pass_context
+def compare(ctx: click.Context, args: tuple[str, ...], start: str | None, end: str | None, walk_forward: int,
+            output: Path | None, fmt: str, no_report: bool, no_backtest: bool, config_file: Path | None) -> None:
+    """Compare models on the same period and labels: scores, significance, backtests, walk-forward.
+
+    The first NAME is the baseline; each other model is tested against it: Diebold-Mariano (HAC, lag =
+    horizon) and a block-bootstrap interval of the mean per-bar log-loss difference, and for the
+    ml_model backtests (same candles, same costs) a bootstrap of the Sharpe difference and each one's
+    probabilistic Sharpe ratio. NAME is a model file path or a name {symbol}_{timeframe}_v{N} in the
+    models folder; symbol, timeframe, horizon and labels come from the files and must agree.
+    Overrides are key=value: strategy.threshold_long=0.55, strategy.threshold_short=0.45,
+    commission=0.002 (fraction per side), slippage=5 (bps), initial_cash, size, stop_loss, take_profit,
+    train.fractions=0.6,0.2,0.2 (the walk-forward windows follow the first share).
+
+    \b
+    Examples:
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2 --walk-forward 5 commission=0.001
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2 --start 2019-06-01 --end 2019-07-01 --format json
+    """
+    from .errors import ConfigError
+    from .ml import model_file
+    from .selection import comparison, comparison_report
+
+    names = [a for a in args if "=" not in a]
+    overrides = tuple(a for a in args if "=" in a)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in _COMPARE_KEYS:
+            raise ConfigError(f"compare does not take {key!r}: the models, their symbol, timeframe, features and "
+                              f"labels come from the model files; it takes {', '.join(_COMPARE_KEYS)}")
+    cfg = _run_config(overrides + ("strategy=ml_model",), config_file, {})
+    store = _store(ctx)
+    if output is not None:
+        _page_targets(store, output, report=not no_report)  # refused before any work
+    loaded = [model_file.load(name) for name in names]
+    comparison.check_comparable(loaded)
+    result = comparison.compare(loaded, store, cfg, start=start, end=end, walk_forward=walk_forward,
+                                backtest=not no_backtest,
+                                progress=(lambda text: _note(f"... {text}")) if sys.stderr.isatty() else None)
+    for note in result["notes"]:
+        _note(f"Note: {note}")
+    if output is None:
+        span = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
+        output = Path("results") / f"compare_{'_'.join(m['name'] for m in result['models'])}_{span}.html"
+    paths = _page_targets(store, output, report=not no_report)
+    text = _write_page(paths, result, comparison_report.render_comparison_page)
+    if fmt == "json":
+        click.echo(text, nl=False)
+    else:
+        for line in comparison_report.comparison_text(result):
+            click.echo(line)
+        click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command()
