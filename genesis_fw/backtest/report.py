@@ -340,8 +340,10 @@ def _config_rows(result: Any) -> list[tuple[str, str]]:
     }
     rows = [(label, fmt(cfg[key])) for key, (label, fmt) in known.items() if key in cfg]
     # The exchange section is how candles were fetched, the features section what ML features are
-    # computed from them, and the model and train sections how `train` fits a model: none is a backtest parameter.
-    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange", "features", "model", "train"}
+    # computed from them, the model and train sections how `train` fits a model, and the registry and champion
+    # sections where the model registry logs and how `champion select` decides: none is a backtest parameter.
+    skip = set(known) | {"strategy", "output", "symbol", "timeframe", "exchange", "features", "model", "train",
+                         "registry", "champion"}
     rows += [(_label(key), format_value(value)) for key, value in cfg.items() if key not in skip]
     rows.append(("Engine path", format_value(result.path)))
     return rows
