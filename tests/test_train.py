@@ -119,7 +119,8 @@ def test_cli_prints_every_step_and_writes_the_model_file(trained) -> None:
     assert set(cal["cv_log_loss"]) == {"none", "platt", "isotonic"}
     assert "Test part (" in out and "  log_loss" in out and "skill vs train_rate" in out
     assert f"Verdict: {doc['description'].split('; ', 1)[1]}" in out
-    assert out.rstrip().endswith(f"Wrote {tmp / 'models' / 'tBTCUSD_1h_v1.json'}")
+    assert out.rstrip().endswith(f"Wrote {tmp / 'models' / 'tBTCUSD_1h_v1.json'}\n"
+                                 "Registered tBTCUSD_1h_v1 as a challenger of tBTCUSD 1h (audit entry 1)")
     # The document: what the spec lists, filled in from this run.
     assert (doc["symbol"], doc["timeframe"], doc["horizon"], doc["model_type"]) == ("tBTCUSD", "1h", 10, "logreg")
     assert doc["name"] == "tBTCUSD_1h_v1" and doc["version"] == 1 and doc["baseline"] is False
