@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from genesis_fw.config import FeaturesConfig, RuntimeConfig
 from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.data.timeframes import parse_time, to_ms
+from genesis_fw.errors import ModelFileError
 from genesis_fw.ml import features, model_file, training
 from genesis_fw.ml.labels import add_bars, labels_for_table
 from genesis_fw.selection import comparison
@@ -370,3 +371,23 @@ def test_backtests_never_in_the_market_have_no_sharpe_statistics(setup):
     assert result["pairs"][0]["sharpe"] is None
     assert sum("no Sharpe ratio" in n for n in result["notes"]) == 2
     json.dumps(result, allow_nan=False)
+
+
+def test_a_tampered_registered_model_is_refused(setup, tmp_path: Path):
+    """A model file registered in its folder's registry and replaced since (another SHA-256, though a valid
+    model file) is refused before anything is compared."""
+    from genesis_fw.registry.registry import Registry
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("tBTCUSD_1h_v1", "tBTCUSD_1h_v2"):
+        shutil.copy(setup["tmp"] / "models" / f"{name}.json", folder)
+    Registry.open(folder).register("tBTCUSD_1h_v2", reason="test")
+    target = folder / "tBTCUSD_1h_v2.json"
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    doc["description"] += " (edited)"
+    target.write_text(model_file.dumps(model_file.seal(doc)), encoding="utf-8")
+    models = [model_file.load(folder / f"{n}.json") for n in ("tBTCUSD_1h_v1", "tBTCUSD_1h_v2")]
+    with pytest.raises(ModelFileError, match="tampered or replaced since it was registered"):
+        comparison.compare(models, CandleStore.open(setup["tmp"] / "store"), RuntimeConfig.load(None, {}),
+                           backtest=False)

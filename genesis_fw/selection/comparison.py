@@ -3,7 +3,9 @@
 What :func:`compare` does (docs/CHAMPION_SELECTION.md, "Comparing models"):
 
 1. Refuses models that cannot be compared on one set of labels: other symbols or timeframes, other
-   horizons or label definitions (rule, dead zone, ties), fewer than two, one model twice.
+   horizons or label definitions (rule, dead zone, ties), fewer than two, one model twice; and a model
+   file registered in its folder's registry that was replaced since
+   (:func:`genesis_fw.registry.registry.check_registered`).
 2. Rebuilds the labelled examples of the common symbol / timeframe / label definition from the candles,
    as ``genesis-fw evaluate`` does (:func:`genesis_fw.ml.dataset.build`, features from the dataset's
    first candle), once per feature definition; only bars every model has features for are used.
@@ -55,6 +57,7 @@ from ..ml.model_evaluation import label_config
 from ..ml.model_file import LoadedModel
 from ..ml.splits import purge
 from ..model import Model
+from ..registry.registry import check_registered
 
 #: The scores of the comparison table (keys of :func:`genesis_fw.ml.evaluation.scores`, plus ``auc``).
 SCORE_KEYS = ("n", "log_loss", "brier", "auc", "pr_auc", "ece", "accuracy", "up_rate")
@@ -363,6 +366,7 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
     t_all = time.perf_counter()
     check_comparable(models)
     for m in models:
+        check_registered(m)  # a registered file replaced since is refused, as in the ml_model backtests
         m.check_features()
     base = models[0]
     tf = base.timeframe
