@@ -8,7 +8,9 @@ which would make the second process fail. The SQL console still queries the cata
 copies the (small) catalog tables into the console session as Arrow tables, read-only.
 
 The schema is created and upgraded by :data:`MIGRATIONS` (tracked in ``PRAGMA user_version``); each
-stage appends its tables there.
+stage appends its tables there. The same connection logic serves other SQLite files with their own
+migrations (``Catalog(path, migrations=..., place=...)``): the model registry's ``registry.db``
+(``genesis_fw.registry.db``).
 """
 
 from __future__ import annotations
@@ -193,25 +195,68 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, split at the semicolons that end a statement (not those inside a
+    trigger body, a string or a comment)."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\n;"):
+                out.append(buf)
+            buf = ""
+    if buf.strip(" \t\n;"):
+        out.append(buf)
+    return out
+
+
+def arrow_tables(con: sqlite3.Connection, names: list[str] | None = None) -> dict[str, Any]:
+    """The tables ``names`` (default: every table) of ``con`` as ``pyarrow.Table`` objects, column types
+    from the declared SQLite types."""
+    import pyarrow as pa
+
+    if names is None:
+        names = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    out: dict[str, Any] = {}
+    for name in names:
+        info = con.execute(f'PRAGMA table_info("{name}")').fetchall()
+        schema = pa.schema(
+            [(col[1], _SQLITE_TO_ARROW.get((col[2] or "TEXT").upper(), "string")) for col in info]
+        )
+        rows = con.execute(f'SELECT * FROM "{name}"').fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in info]
+        out[name] = pa.Table.from_arrays(
+            [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+        )
+    return out
+
+
 @attrs.define
 class Catalog:
     """The catalog database at ``path``; created (with its folder) on first write."""
 
     path: Path = attrs.field(converter=Path)
+    #: Schema steps of this database; ``None``: the store catalog's :data:`MIGRATIONS` (looked up when used).
+    migrations: list[str] | None = attrs.field(default=None, kw_only=True)
+    #: What the folder holding the file is called in messages.
+    place: str = attrs.field(default="store", kw_only=True)
 
     @contextmanager
-    def connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def connect(self, *, write: bool = False, migrate: bool = True) -> Iterator[sqlite3.Connection]:
         """A connection; with ``write=True`` the body runs in one ``BEGIN IMMEDIATE`` transaction
         (committed on success, rolled back on error).
 
         A catalog that cannot be written (a read-only store) is read through a read-only connection
         (see :func:`_read_only_uri`) and not migrated; writing to it is a one-line :class:`CatalogError`.
+        ``migrate=False`` reads the schema as it is (a reader that must not change the file).
         """
         if not write and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path} yet (it is created by the first write)")
         folder = self.path.parent
         if write and folder.is_dir() and not self.path.is_dir() and not _writable(self.path):
-            raise CatalogError(f"the store at {folder} is read-only: cannot write its catalog {self.path.name}")
+            raise CatalogError(f"the {self.place} at {folder} is read-only: cannot write its catalog "
+                               f"{self.path.name}")
         read_only = not write and not self.path.is_dir() and not _writable(self.path)
         try:
             if read_only:
@@ -224,7 +269,7 @@ class Catalog:
             raise CatalogError(f"cannot open the catalog {self.path}: {exc}") from None
         try:
             con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if not read_only:
+            if not read_only and (migrate or write):
                 self._migrate(con)
             if write:
                 con.execute("BEGIN IMMEDIATE")
@@ -242,18 +287,18 @@ class Catalog:
             con.close()
 
     def _migrate(self, con: sqlite3.Connection) -> None:
-        if con.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        steps = MIGRATIONS if self.migrations is None else self.migrations
+        if con.execute("PRAGMA user_version").fetchone()[0] >= len(steps):
             return
         if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             _set_wal(con)
         con.execute("BEGIN IMMEDIATE")
         try:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-            for step in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        con.execute(statement)
-            con.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            for step in range(version, len(steps)):
+                for statement in statements(steps[step]):
+                    con.execute(statement)
+            con.execute(f"PRAGMA user_version = {len(steps)}")
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -339,7 +384,7 @@ class Catalog:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise CatalogError(f"the store at {self.path.parent} is read-only: cannot write its catalog "
+            raise CatalogError(f"the {self.place} at {self.path.parent} is read-only: cannot write its catalog "
                                f"{self.path.name}")
 
     @staticmethod
@@ -361,22 +406,7 @@ class Catalog:
 
     def read_tables(self) -> dict[str, Any]:
         """Every catalog table as a ``pyarrow.Table`` (column types from the declared SQLite types)."""
-        import pyarrow as pa
-
-        out: dict[str, Any] = {}
         if not self.path.exists():
-            return out
+            return {}
         with self.connect() as con:
-            names = [r[0] for r in con.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-            for name in names:
-                info = con.execute(f'PRAGMA table_info("{name}")').fetchall()
-                schema = pa.schema(
-                    [(col[1], _SQLITE_TO_ARROW.get((col[2] or "TEXT").upper(), "string")) for col in info]
-                )
-                rows = con.execute(f'SELECT * FROM "{name}"').fetchall()
-                columns = list(zip(*rows, strict=True)) if rows else [[] for _ in info]
-                out[name] = pa.Table.from_arrays(
-                    [pa.array(list(c), type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
-                )
-        return out
+            return arrow_tables(con)

@@ -135,13 +135,15 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
     """Run read-only DuckDB SQL over the candles and the catalog.
 
     Views: `candles` (symbol, timeframe, timestamp, open, high, low, close, volume: every dataset in
-    the store) and the catalog tables (`datasets`, `events`, ...). Statements that write, attach,
-    load extensions, copy to files or read other paths are refused.
+    the store), the catalog tables (`datasets`, `events`, ...) and the model registry of the models
+    folder: `models` and `model_events` (its audit log; empty without a registry). Statements that
+    write, attach, load extensions, copy to files or read other paths are refused.
 
     \b
     Examples:
       genesis-fw sql "SELECT symbol, timeframe, count(*) AS n FROM candles GROUP BY ALL"
       genesis-fw sql --file sql/examples/daily_summary.sql --format csv --output daily.csv
+      genesis-fw sql "SELECT seq, at, user, action, from_model, to_model FROM model_events"
     """
     from ._util import atomic_path
     from .console import Console, render_csv, render_json, render_table
@@ -161,7 +163,7 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
 
         store.check_output(output)
         check_writable(output)
-    console = Console(store)
+    console = Console(store, models_dir=ctx.obj["models_dir"])
     try:
         table = console.query(query)
     finally:

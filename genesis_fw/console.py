@@ -9,7 +9,11 @@ Views ready in every session:
 * ``features`` -- every feature file of the store (``genesis-fw features``): ``symbol``, ``timeframe``,
   ``timestamp`` and the feature columns (files with other feature sets are combined by column name, a
   column a file lacks being NULL). Bad files are skipped with a warning, as for ``candles``;
-* every catalog table (``datasets``, ``events``, ...), copied in as read-only Arrow tables.
+* every catalog table (``datasets``, ``events``, ...), copied in as read-only Arrow tables;
+* ``models`` and ``model_events`` (the audit log) of the model registry of the models folder
+  (``<models_dir>/registry.db``, read without migrating or writing it, never created), likewise
+  copied in; empty tables with the same columns when the folder has no registry. A registry.db that
+  cannot be read gives empty tables and a warning in :attr:`Console.warnings`.
 
 Read-only by two locks: only ``SELECT``, ``EXPLAIN`` (and ``DESCRIBE``/``SHOW``/``SUMMARIZE``, which
 DuckDB parses as selects) are accepted, and the session runs with external access disabled except
@@ -44,7 +48,9 @@ from ._util import one_line
 from .catalog import Catalog
 from .data.store import CandleStore, Dataset
 from .data.timeframes import TIMEFRAMES
-from .errors import ConsoleError
+from .errors import CatalogError, ConsoleError
+from .ml.model_file import default_models_dir
+from .registry import db as registry_db
 
 _ALLOWED = {"SELECT", "EXPLAIN"}
 #: ``EXPLAIN [ANALYZE] [(options)]`` before the explained statement (``EXPLAIN ANALYZE`` runs it).
@@ -61,10 +67,12 @@ def _quote(text: str) -> str:
 
 @attrs.define
 class Console:
-    """A DuckDB session over ``store`` and its catalog. ``note`` says when the sample stands in."""
+    """A DuckDB session over ``store``, its catalog and the model registry of ``models_dir`` (default:
+    :func:`genesis_fw.ml.model_file.default_models_dir`). ``note`` says when the sample stands in."""
 
     store: CandleStore
     catalog: Catalog | None = None
+    models_dir: Path | None = None
     note: str | None = attrs.field(default=None, init=False)
     #: One line per candle file left out of the ``candles`` view, naming the file and why.
     warnings: list[str] = attrs.field(factory=list, init=False)
@@ -120,7 +128,9 @@ class Console:
                 "NULL::DOUBLE AS low, NULL::DOUBLE AS close, NULL::DOUBLE AS volume WHERE false"
             )
         feature_dirs = self._features_view(con)
-        for name, table in self.catalog.read_tables().items():
+        tables = self.catalog.read_tables()
+        tables.update(self._registry_tables())
+        for name, table in tables.items():
             con.register(f"_catalog_{name}", table)
             con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_catalog_{name}"')
         allowed = ", ".join(_quote(str(Path(r).resolve()) + "/") for r in [*roots, *feature_dirs])
@@ -129,6 +139,15 @@ class Console:
         con.execute("SET lock_configuration = true")
         self._con = con
         return con
+
+    def _registry_tables(self) -> dict[str, pa.Table]:
+        """``models`` and ``model_events`` of the registry in the models folder (empty when it has none)."""
+        models_dir = self.models_dir if self.models_dir is not None else default_models_dir()
+        try:
+            return registry_db.read_tables(models_dir)
+        except CatalogError as exc:
+            self.warnings.append(f"the model registry's tables models and model_events are empty: {exc}")
+            return registry_db.empty_tables()
 
     def _features_view(self, con: Any) -> list[Path]:
         """Create the ``features`` view; the folders it reads (for ``allowed_directories``)."""
