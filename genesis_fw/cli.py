@@ -72,10 +72,14 @@ def _note(message: str) -> None:
               default=None, help="Store folder (candles, metadata, catalog). Default: $GENESIS_DATA_DIR or ./data.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GENESIS_MODELS_DIR",
               default=None, help="Models folder (model JSON files). Default: $GENESIS_MODELS_DIR or ./config/models.")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), envvar="GENESIS_AUDIT_LOG",
+              default=None, help="The model registry's audit log mirror (JSON lines). Default: $GENESIS_AUDIT_LOG, "
+                                 "else the run config's registry.audit_log (logs/champion_selection.jsonl).")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="genesis-fw")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None, models_dir: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, data_dir: Path | None, models_dir: Path | None, audit_log: Path | None,
+        debug: bool) -> None:
     """Crypto trading research: candles, SQL checks, backtests, models.
 
     \b
@@ -84,9 +88,11 @@ def cli(ctx: click.Context, data_dir: Path | None, models_dir: Path | None, debu
       genesis-fw sql "SELECT symbol, timeframe, count(*) FROM candles GROUP BY ALL"
       genesis-fw --data-dir /tmp/store import candles.parquet --symbol tBTCUSD --timeframe 1m
     """
-    ctx.obj = {"data_dir": data_dir, "models_dir": models_dir, "debug": debug}
+    ctx.obj = {"data_dir": data_dir, "models_dir": models_dir, "audit_log": audit_log, "debug": debug}
     if models_dir is not None:  # so plugins (the ml_model strategy) resolve model names in the same folder
         os.environ["GENESIS_MODELS_DIR"] = str(models_dir)
+    if audit_log is not None:  # so every registry change of this process mirrors its entries there
+        os.environ["GENESIS_AUDIT_LOG"] = str(audit_log)
 
 
 @cli.command()
@@ -512,6 +518,21 @@ def train(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, sta
         click.echo(f"  skill vs {name}: log loss {pct['log_loss_skill']}, Brier {pct['brier_skill']}")
     click.echo(f"Verdict: {result.verdict}")
     click.echo(f"Wrote {result.path}")
+    from .errors import RegistryError
+    from .registry.registry import Registry, audit_log_path
+
+    try:
+        registry = Registry.open(result.path.parent, audit_log_path(cfg.registry.audit_log))
+        change = registry.register(result.path, reason="trained with genesis-fw train",
+                                   evidence={"test_metrics": test["model"], "verdict": result.verdict,
+                                             "significance": test.get("test")})
+    except GenesisError as exc:
+        raise RegistryError(f"{result.path} was written but not registered ({exc}); register it with: genesis-fw "
+                            f"--models-dir {result.path.parent} models register {result.path.name}") from exc
+    for note in change.notes:
+        _note(note)
+    click.echo(f"Registered {change.to_model} as a challenger of {change.symbol} {change.timeframe} "
+               f"(audit entry {change.seq})")
 
 
 @cli.command()
@@ -689,6 +710,34 @@ def _evaluation_text(result: dict) -> list[str]:
     return lines
 
 
+def _page_targets(store, html: Path, *, report: bool) -> dict[str, Path]:
+    """The JSON (``summary``) and, with ``report``, the HTML page (``report``) named after ``html``, each
+    checked: outside the store's own files and writable."""
+    from ._util import check_writable
+    from .backtest.runs import output_paths
+
+    paths = {k: v for k, v in output_paths(html).items() if k == "summary" or (report and k == "report")}
+    for path in paths.values():
+        store.check_output(path)
+        check_writable(path)
+    return paths
+
+
+def _write_page(paths: dict[str, Path], result: dict, render) -> str:
+    """Write ``result`` as JSON and, when ``paths`` has a report, its page ``render(result)``, rendered
+    before anything is written; returns the JSON text."""
+    import json
+
+    from ._util import write_text_atomic
+
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    page = render(result) if "report" in paths else None
+    write_text_atomic(paths["summary"], text)
+    if page is not None:
+        write_text_atomic(paths["report"], page)
+    return text
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default=None,
@@ -721,26 +770,13 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
       genesis-fw evaluate tBTCUSD_1h_v2 --split validation --format json
       genesis-fw evaluate config/models/tBTCUSD_1h_v1.json --start 2019-06-01 --output results/v1.html
     """
-    import json
-
-    from ._util import check_writable, write_text_atomic
-    from .backtest.runs import output_paths
     from .errors import NoSkillError
     from .ml import model_evaluation, model_file
+    from .ml.evaluation_report import render_evaluation_page
 
     store = _store(ctx)
-
-    def targets(html: Path) -> dict[str, Path]:
-        paths = {k: v for k, v in output_paths(html).items() if k in ("report", "summary")}
-        if no_report:
-            del paths["report"]
-        for path in paths.values():
-            store.check_output(path)
-            check_writable(path)
-        return paths
-
     if output is not None:
-        targets(output)  # refused before any work
+        _page_targets(store, output, report=not no_report)  # refused before any work
     loaded = model_file.load(model)
     result = model_evaluation.evaluate(loaded, store, split=split, start=start, end=end)
     for note in result["notes"]:
@@ -750,16 +786,8 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
         if part == "period":
             part = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
         output = Path("results") / f"evaluate_{loaded.name}_{part}.html"
-    paths = targets(output)
-    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
-    page = None
-    if "report" in paths:
-        from .ml.evaluation_report import render_evaluation_page
-
-        page = render_evaluation_page(result)  # rendered before anything is written
-    write_text_atomic(paths["summary"], text)
-    if page is not None:
-        write_text_atomic(paths["report"], page)
+    paths = _page_targets(store, output, report=not no_report)
+    text = _write_page(paths, result, render_evaluation_page)
     if fmt == "json":
         click.echo(text, nl=False)
     else:
@@ -768,6 +796,82 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
         click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
     if require_skill and not result["verdict"].startswith("skill"):  # "no skill" or "no significant skill"
         raise NoSkillError(f"{loaded.name} has no skill on {result['split']} (--require-skill): {result['verdict']}")
+
+
+#: The run-config keys ``compare`` takes (the backtests' costs and thresholds, the walk-forward share).
+_COMPARE_KEYS = ("strategy.threshold_long", "strategy.threshold_short", "commission", "slippage", "initial_cash",
+                 "size", "max_leverage", "stop_loss", "take_profit", "train.fractions")
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="NAME NAME [NAME...] [KEY=VALUE...]")
+@click.option("--start", help="Compare on the labelled bars from this UTC date or ISO time (default: the intersection "
+                              "of the trained models' test parts).")
+@click.option("--end", help="End of that period, exclusive, UTC.")
+@click.option("--walk-forward", "walk_forward", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Also compare over K consecutive windows, refitting the trained models on the past of each.")
+@click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
+              help="HTML page path; the JSON goes next to it, named after its full name. "
+                   "Default: results/compare_<baseline>_<candidate>..._<start>_<end>.html")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="What to print: the side-by-side table, or the JSON result.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML page (still writes the JSON).")
+@click.option("--no-backtest", is_flag=True, help="Skip the ml_model backtests (scores and tests of the labels only).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file (default: config/runtime.seed.json when present).")
+@click.pass_context
+def compare(ctx: click.Context, args: tuple[str, ...], start: str | None, end: str | None, walk_forward: int,
+            output: Path | None, fmt: str, no_report: bool, no_backtest: bool, config_file: Path | None) -> None:
+    """Compare models on the same period and labels: scores, significance, backtests, walk-forward.
+
+    The first NAME is the baseline; each other model is tested against it: Diebold-Mariano (HAC, lag =
+    horizon) and a block-bootstrap interval of the mean per-bar log-loss difference, and for the
+    ml_model backtests (same candles, same costs) a bootstrap of the Sharpe difference and each one's
+    probabilistic Sharpe ratio. NAME is a model file path or a name {symbol}_{timeframe}_v{N} in the
+    models folder; symbol, timeframe, horizon and labels come from the files and must agree.
+    Overrides are key=value: strategy.threshold_long=0.55, strategy.threshold_short=0.45,
+    commission=0.002 (fraction per side), slippage=5 (bps), initial_cash, size, stop_loss, take_profit,
+    train.fractions=0.6,0.2,0.2 (the walk-forward windows follow the first share).
+
+    \b
+    Examples:
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2 --walk-forward 5 commission=0.001
+      genesis-fw compare tBTCUSD_1h_v1 tBTCUSD_1h_v2 --start 2019-06-01 --end 2019-07-01 --format json
+    """
+    from .errors import ConfigError
+    from .ml import model_file
+    from .selection import comparison, comparison_report
+
+    names = [a for a in args if "=" not in a]
+    overrides = tuple(a for a in args if "=" in a)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in _COMPARE_KEYS:
+            raise ConfigError(f"compare does not take {key!r}: the models, their symbol, timeframe, features and "
+                              f"labels come from the model files; it takes {', '.join(_COMPARE_KEYS)}")
+    cfg = _run_config(overrides + ("strategy=ml_model",), config_file, {})
+    store = _store(ctx)
+    if output is not None:
+        _page_targets(store, output, report=not no_report)  # refused before any work
+    loaded = [model_file.load(name) for name in names]
+    comparison.check_comparable(loaded)
+    result = comparison.compare(loaded, store, cfg, start=start, end=end, walk_forward=walk_forward,
+                                backtest=not no_backtest,
+                                progress=(lambda text: _note(f"... {text}")) if sys.stderr.isatty() else None)
+    for note in result["notes"]:
+        _note(f"Note: {note}")
+    if output is None:
+        span = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
+        output = Path("results") / f"compare_{'_'.join(m['name'] for m in result['models'])}_{span}.html"
+    paths = _page_targets(store, output, report=not no_report)
+    text = _write_page(paths, result, comparison_report.render_comparison_page)
+    if fmt == "json":
+        click.echo(text, nl=False)
+    else:
+        for line in comparison_report.comparison_text(result):
+            click.echo(line)
+        click.echo("Wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command()
@@ -821,6 +925,233 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, min_quality: float
 
 
 @cli.group()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON run config whose registry.audit_log names the audit log mirror "
+                   "(default: config/runtime.seed.json when present).")
+@click.pass_context
+def models(ctx: click.Context, config_file: Path | None) -> None:
+    """The model registry of the models folder: champion, challengers, retired versions, audit log.
+
+    The registry is the models folder (--models-dir): registry.db (the catalog), registry.json (the
+    state a trading bot reads, rewritten after every change) and the audit log, mirrored to
+    --audit-log / $GENESIS_AUDIT_LOG / the run config's registry.audit_log. See
+    docs/CHAMPION_SELECTION.md.
+
+    \b
+    Examples:
+      genesis-fw models list
+      genesis-fw models promote tBTCUSD_1h_v2 --reason "beats v1 on the 2019 test part"
+      genesis-fw models rollback tBTCUSD 1h --reason "v2 misbehaves live"
+      genesis-fw models audit --verify
+    """
+    _obj(ctx)["models_config"] = config_file
+
+
+def _registry(ctx: click.Context):
+    """The registry of --models-dir with the audit log of --audit-log > $GENESIS_AUDIT_LOG > run config."""
+    from .registry.registry import Registry, audit_log_path
+
+    cfg_value = None
+    if _obj(ctx).get("audit_log") is None and not os.environ.get("GENESIS_AUDIT_LOG"):
+        from .config import RuntimeConfig
+
+        cfg_value = RuntimeConfig.load(_obj(ctx).get("models_config"), {}).registry.audit_log
+    return Registry.open(_obj(ctx)["models_dir"], audit_log_path(cfg_value))
+
+
+def _registry_notes(notes: list[str]) -> None:
+    for note in notes:
+        _note(note)
+
+
+def _metric(metrics: dict, key: str) -> str:
+    value = metrics.get(key)
+    return "n/a" if value is None else (f"{value:,}" if key == "n" else f"{value:.4f}")
+
+
+@models.command("list")
+@click.option("--symbol", help="Only this symbol.")
+@click.option("--timeframe", help="Only this timeframe.")
+@click.option("--all", "show_all", is_flag=True, help="Also list retired versions.")
+@click.pass_context
+def models_list(ctx: click.Context, symbol: str | None, timeframe: str | None, show_all: bool) -> None:
+    """List the registered models: champion and challengers per symbol and timeframe (test metrics of
+    the model file: log loss in nats, AUC, ECE; n/a for a hand-set baseline)."""
+    registry = _registry(ctx)
+    entries = registry.entries(symbol, timeframe, include_retired=show_all)
+    _registry_notes(registry.notes)
+    if not entries:
+        click.echo(f"No models registered in {registry.dir}" + (" (retired ones: --all)" if not show_all else ""))
+        return
+    head = f"{'name':<22} {'status':<10} {'type':<8} {'horizon':>7} {'log loss':>9} {'AUC':>7} {'ECE':>7}  sha256"
+    click.echo(head)
+    for e in entries:
+        click.echo(f"{e.name:<22} {e.status:<10} {e.model_type:<8} {e.horizon:>7} {_metric(e.metrics, 'log_loss'):>9} "
+                   f"{_metric(e.metrics, 'auc'):>7} {_metric(e.metrics, 'ece'):>7}  {e.sha256[:12]}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.pass_context
+def models_show(ctx: click.Context, name: str) -> None:
+    """Show one registered model: status, file, SHA-256 (and whether the file still has it), metrics."""
+    import hashlib
+
+    registry = _registry(ctx)
+    e = registry.get(name)
+    _registry_notes(registry.notes)
+    try:
+        now = hashlib.sha256(e.file.read_bytes()).hexdigest()
+        state = "matches the registry" if now == e.sha256 else f"DIFFERS: {now[:12]} now (tampered or replaced)"
+    except OSError:
+        state = "MISSING"
+    rows = [("name", e.name), ("status", e.status), ("market", f"{e.symbol} {e.timeframe}"),
+            ("version", str(e.version)), ("model type", e.model_type), ("horizon", f"{e.horizon} bars"),
+            ("baseline", "yes (hand-set)" if e.baseline else "no (trained)"), ("file", f"{e.file} ({state})"),
+            ("sha256", e.sha256), ("registered", e.registered_at)]
+    if e.status == "champion":
+        rows.append(("rollback to", registry.rollback_target(e.symbol, e.timeframe) or "(none: first champion)"))
+    for label, value in rows:
+        click.echo(f"{label + ':':<13}{value}")
+    click.echo("metrics:     " + (", ".join(f"{k} {_metric(e.metrics, k) if k != 'verdict' else e.metrics[k]}"
+                                            for k in e.metrics) or "(none)"))
+
+
+@models.command("register")
+@click.argument("file")
+@click.option("--reason", default="registered with genesis-fw models register", show_default=True,
+              help="Why, for the audit log.")
+@click.pass_context
+def models_register(ctx: click.Context, file: str, reason: str) -> None:
+    """Register a model file of the models folder (a path or a name) as a challenger.
+
+    The file is validated against the model schema and its SHA-256 recorded. A retired model
+    becomes a challenger again. Logged with the file's metrics as evidence.
+    """
+    change = _registry(ctx).register(file, reason=reason)
+    _registry_notes(change.notes)
+    click.echo(f"Registered {change.to_model} as a challenger of {change.symbol} {change.timeframe} "
+               f"(audit entry {change.seq})")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@click.pass_context
+def models_promote(ctx: click.Context, name: str, reason: str) -> None:
+    """Make a challenger the champion of its symbol and timeframe; the old champion is retired (its file
+    untouched) and `models rollback` restores it. Refused for a tampered or missing file."""
+    change = _registry(ctx).promote(name, reason=reason)
+    _registry_notes(change.notes)
+    old = f" (was {change.from_model}, now retired)" if change.from_model else ""
+    click.echo(f"Promoted {change.to_model} to champion of {change.symbol} {change.timeframe}{old} "
+               f"(audit entry {change.seq})")
+
+
+@models.command("rollback")
+@click.argument("symbol")
+@click.argument("timeframe")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@click.pass_context
+def models_rollback(ctx: click.Context, symbol: str, timeframe: str, reason: str) -> None:
+    """Retire the champion of SYMBOL TIMEFRAME and restore the champion it replaced. Rolling back again
+    goes further back, never forward."""
+    change = _registry(ctx).rollback(symbol, timeframe, reason=reason)
+    _registry_notes(change.notes)
+    click.echo(f"Rolled back {symbol} {timeframe}: {change.to_model} is the champion again, {change.from_model} "
+               f"retired (audit entry {change.seq})")
+
+
+@models.command("retire")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@click.pass_context
+def models_retire(ctx: click.Context, name: str, reason: str) -> None:
+    """Retire a challenger (its file stays; `models register NAME` makes it a challenger again)."""
+    change = _registry(ctx).retire(name, reason=reason)
+    _registry_notes(change.notes)
+    click.echo(f"Retired {name} (audit entry {change.seq})")
+
+
+@models.command("history")
+@click.argument("symbol", required=False)
+@click.argument("timeframe", required=False)
+@click.pass_context
+def models_history(ctx: click.Context, symbol: str | None, timeframe: str | None) -> None:
+    """The audit log, oldest first: time (UTC), user@host, action, from -> to, reason."""
+    if (symbol is None) != (timeframe is None):
+        raise UsageError("give both SYMBOL and TIMEFRAME, or neither")
+    registry = _registry(ctx)
+    entries = registry.history(symbol, timeframe)
+    _registry_notes(registry.notes)
+    if not entries:
+        click.echo("No audit entries" + (f" for {symbol} {timeframe}" if symbol else ""))
+    for e in entries:
+        market = f" {e['symbol']} {e['timeframe']}" if e["symbol"] else ""
+        moved = f" {e['from'] or '-'} -> {e['to'] or '-'}" if (e["from"] or e["to"]) else ""
+        click.echo(f"{e['seq']:>4}  {e['at']}  {e['user']}@{e['host']}  {e['action']}{market}{moved}: {e['reason']}")
+
+
+@models.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def models_validate(files: tuple[Path, ...]) -> None:
+    """Check model files against the model schema (and a registered file's SHA-256 against its folder's
+    registry); a file named registry.json is checked against the registry schema. Exit 1 at the first
+    bad file with "FILE: reason" (for a pre-commit hook).
+
+    \b
+    Example:
+      genesis-fw models validate config/models/*.json
+    """
+    from .errors import ModelFileError
+    from .ml import model_file
+    from .registry import registry_file
+    from .registry.registry import check_registered
+
+    for path in files:
+        try:
+            if path.name == registry_file.FILE_NAME:
+                doc = registry_file.load(path)
+                click.echo(f"OK {path} (registry state, {len(doc['markets'])} markets)")
+                continue
+            loaded = model_file.load(path)
+            check_registered(loaded)
+        except GenesisError as exc:
+            message = str(exc)
+            raise ModelFileError(message if message.startswith(str(path)) else f"{path}: {message}") from exc
+        click.echo(f"OK {path} ({loaded.name}, {loaded.doc['model_type']})")
+
+
+@models.command("audit")
+@click.option("--verify", "check", is_flag=True, required=True,
+              help="Check the hash chain of the catalog's audit log and the mirror against it.")
+@click.pass_context
+def models_audit(ctx: click.Context, check: bool) -> None:
+    """Verify the audit log: every entry's SHA-256, the links between entries, no gap or reordering,
+    and the JSON-lines mirror line by line against the catalog. Exit 1 at a broken link."""
+    from .errors import RegistryError
+
+    registry = _registry(ctx)
+    report = registry.verify()
+    for problem in report.problems + report.mirror_problems:
+        click.echo(f"  {problem}")
+    if not report.ok:
+        first = (report.problems or report.mirror_problems or ["the audit log does not verify"])[0]
+        raise RegistryError(f"audit log broken: {first}")
+    click.echo(f"Audit log OK: {report.entries} entries, hash chain intact; the mirror {registry.audit_log} "
+               "matches the catalog")
+
+
+@models.command("repair")
+@click.pass_context
+def models_repair(ctx: click.Context) -> None:
+    """Rewrite registry.json from the catalog and append the entries the audit log mirror lacks (never
+    changes or removes an entry). Says what it did."""
+    for note in _registry(ctx).repair():
+        click.echo(note)
+
+
+@cli.group()
 def champion() -> None:
     """Choose the champion model of a market from its challengers, by documented gates.
 
@@ -863,9 +1194,7 @@ def champion_select(ctx: click.Context, symbol: str, timeframe: str, overrides: 
     from .selection import champion as selection
 
     cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe}, prefix="champion.")
-    audit_log = _obj(ctx).get("audit_log")
-    registry = Registry.open(_obj(ctx)["models_dir"],
-                             Path(audit_log) if audit_log is not None else audit_log_path(cfg.registry.audit_log))
+    registry = Registry.open(_obj(ctx)["models_dir"], audit_log_path(cfg.registry.audit_log))
     result = selection.select(registry, cfg.symbol, cfg.timeframe, _store(ctx), cfg, dry_run=dry_run,
                               progress=None if fmt == "json" else _note)
     if fmt == "json":

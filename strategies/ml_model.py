@@ -13,8 +13,9 @@ for that warm-up as history bars, so a run with a ``start`` is ready on its firs
 
 The model file is refused with a one-line :class:`~genesis_fw.errors.ModelFileError` when its
 features are not what this framework computes for its feature parameters (another definitions'
-hash or other feature names: the model was trained on other feature definitions) and, in a
-backtest, when it was trained on another symbol or timeframe than the run's.
+hash or other feature names: the model was trained on other feature definitions), when it is
+registered in its folder's model registry with another SHA-256 (tampered or replaced since it was
+registered) and, in a backtest, when it was trained on another symbol or timeframe than the run's.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class MlModel(Strategy):
         (SHA-256): a file replaced between calls is loaded again."""
         from genesis_fw.errors import ModelFileError
         from genesis_fw.ml import model_file
+        from genesis_fw.registry.registry import check_registered
 
         path = Path(model_file.resolve(self.params.model, model_file.default_models_dir()))
         try:
@@ -84,6 +86,7 @@ class MlModel(Strategy):
         loaded = self._cache.get((str(path.resolve()), sha256))
         if loaded is None:
             loaded = model_file.load(path)
+            check_registered(loaded)
             loaded.check_features()
             self._cache = {(str(path.resolve()), loaded.sha256): loaded}  # the latest file only
         return loaded

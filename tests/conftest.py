@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,34 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     return subprocess.run(
         [sys.executable, "-m", "genesis_fw", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
+
+
+def cli_env(tmp: Path, store: Path | None = None) -> dict[str, str]:
+    """The environment of a CLI process: the store ``store`` (default ``tmp/store``), models in ``tmp/models``."""
+    env = dict(os.environ)
+    env["GENESIS_DATA_DIR"] = str(store or tmp / "store")
+    env["GENESIS_MODELS_DIR"] = str(tmp / "models")
+    return env
+
+
+def cli_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``proc`` after checking it exited 0 without a traceback."""
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    """The one ``Error: ...`` line of a CLI process that exited 1 without a traceback (other lines: notes only),
+    after checking it holds each of ``expected``."""
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if not line.startswith(("Error: ", "Note: "))], proc.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ independently (``features.build`` + ``labels.labels_for_table`` + the recorded s
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 from browser import PAGE_STATE, Chromium, Page, needs_chromium, problems
+from conftest import cli_env as _env
+from conftest import cli_ok as _ok
+from conftest import one_line_error as _one_line_error
 from conftest import run_cli
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
@@ -36,30 +38,6 @@ HORIZON = 10
 
 def _ms(iso: str) -> int:
     return to_ms(parse_time(iso))
-
-
-def _env(tmp: Path, store: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["GENESIS_DATA_DIR"] = str(store or tmp / "store")
-    env["GENESIS_MODELS_DIR"] = str(tmp / "models")
-    return env
-
-
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, proc.stderr
-    assert not [line for line in proc.stderr.splitlines() if not line.startswith(("Error: ", "Note: "))], proc.stderr
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from genesis_fw.errors import ModelFileError
 from genesis_fw.ml import model_file, training
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "config" / "models").glob("*.json"))
+SHIPPED = sorted((ROOT / "config" / "models").glob("tBTCUSD_*_v*.json"))  # the model files, not registry.json
 CHANGED = "the file was changed after it was written (content hash differs)"
 
 

@@ -235,6 +235,24 @@ def test_append_mirror_creates_the_folder_and_appends_only_what_is_missing(tmp_p
     assert path.read_text(encoding="utf-8").splitlines() == [*lines[:4], other[0], lines[4]]
 
 
+def test_append_mirror_takes_the_catalog_lines_from_any_entry_on(tmp_path: Path) -> None:
+    """``lines`` may be the whole catalog or its tail (the new entry alone): the mirror must hold every
+    entry before the first one given."""
+    lines = _chain(6)
+    path = tmp_path / "audit.jsonl"
+    for line in lines[:3]:
+        assert audit.append_mirror(path, [line]) == []
+    assert path.read_text(encoding="utf-8") == "\n".join(lines[:3]) + "\n"
+    assert audit.append_mirror(path, lines[2:5]) == [f"added entry 4 that the audit log mirror {path} lacked"]
+    before = path.read_bytes()
+    notes = audit.append_mirror(path, lines[5:])   # the mirror holds 1..5: nothing is missing
+    assert notes == [] and path.read_bytes() == before + (lines[5] + "\n").encode()
+    gap = _write(tmp_path / "gap.jsonl", lines[:2])
+    notes = audit.append_mirror(gap, lines[3:])
+    assert len(notes) == 1 and "lacks entry 3" in notes[0] and "disagrees" in notes[0], notes
+    assert gap.read_text(encoding="utf-8") == "\n".join(lines[:2]) + "\n"
+
+
 def test_append_mirror_never_touches_a_mirror_that_disagrees(tmp_path: Path) -> None:
     lines = _chain(6)
     cases = {

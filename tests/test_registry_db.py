@@ -168,3 +168,20 @@ def test_reading_a_missing_registry_never_creates_it(tmp_path: Path) -> None:
         pass
     assert {k: v.schema for k, v in db.read_tables(tmp_path / "other").items()} == {
         k: v.schema for k, v in tables.items()}
+
+
+def test_read_tables_neither_migrates_nor_writes_an_older_file(tmp_path: Path) -> None:
+    """A registry.db made before the schema (user_version 0, no tables) is read as it is: empty typed
+    tables, and the file is not upgraded by a reader (only a change migrates it)."""
+    path = tmp_path / "registry.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE unrelated (x INTEGER)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    tables = db.read_tables(tmp_path)
+    assert tables["models"].num_rows == 0 and tables["model_events"].schema == db.empty_tables()["model_events"].schema
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.db"]
+    with db.open_db(tmp_path).write() as con:   # a change brings it up to date
+        assert con.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)

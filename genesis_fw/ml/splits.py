@@ -52,6 +52,15 @@ def _horizons(start_ms: Any, end_ms: Any) -> tuple[np.ndarray, np.ndarray]:
     return start, end
 
 
+def purge(end_ms: Any, rows: Any, next_start_ms: int, embargo: int, timeframe: str) -> np.ndarray:
+    """The positions ``rows`` whose label horizon ends (``end_ms[row]``, ms UTC) strictly before
+    ``embargo`` bars ahead of ``next_start_ms``, the first bar of the part that follows: what an earlier
+    part keeps so none of its labels reaches into, or within ``embargo`` bars of, the later part."""
+    rows = np.asarray(rows, dtype=np.int64)
+    limit = add_bars(int(next_start_ms), -_check_embargo(embargo), timeframe)  # horizons must end before this
+    return rows[np.asarray(end_ms, dtype=np.int64)[rows] < limit]
+
+
 @attrs.frozen(eq=False)
 class Split:
     """Row positions (into the labelled rows, int64, time order) of each part, and where the parts lie.
@@ -103,8 +112,7 @@ def chronological_split(
     purged: dict[str, int] = {}
     for k, rows in enumerate(raw):
         if k < 2 and raw[k + 1].size and rows.size:
-            limit = add_bars(start[raw[k + 1][0]], -emb, timeframe)  # horizons must end before this
-            keep = rows[end[rows] < limit]
+            keep = purge(end, rows, start[raw[k + 1][0]], emb, timeframe)
         else:
             keep = rows
         purged[PARTS[k]] = int(rows.size - keep.size)

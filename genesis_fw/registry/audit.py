@@ -160,6 +160,15 @@ def _registry_of(lines: list[str]) -> str | None:
     return None
 
 
+def _first_seq(lines: list[str]) -> int:
+    """The seq of the first of ``lines`` (1 when it has none)."""
+    try:
+        seq = json.loads(lines[0]).get("seq")
+    except (ValueError, AttributeError):
+        return 1
+    return seq if isinstance(seq, int) and seq >= 1 else 1
+
+
 def _span(seqs: list[int]) -> str:
     """``entry 3``, ``entries 3..5`` or ``entries 3, 7..8`` for sorted seqs."""
     runs: list[list[int]] = []
@@ -173,14 +182,15 @@ def _span(seqs: list[int]) -> str:
 
 
 def append_mirror(path: Path, lines: list[str]) -> list[str]:
-    """Bring the mirror at ``path`` up to ``lines`` (the catalog's canonical lines of one registry, oldest
-    first, without newlines) by appending what the file lacks at its end; fsynced.
+    """Bring the mirror at ``path`` up to ``lines`` by appending what the file lacks at its end; fsynced.
 
-    The mirror's lines of that registry (lines of other registries are left alone) must be a prefix of
-    ``lines``: the rest is appended. A torn last line (no newline: a write was interrupted) that is the
-    start of the next expected line is completed. A complete line is never rewritten or removed: a
-    mirror whose lines are not a prefix of ``lines`` (edited, missing entries, ahead, unreadable lines)
-    is not touched at all. Creates the file and its folder when missing.
+    ``lines`` are the catalog's canonical lines of one registry (without newlines), in seq order: all of
+    them, or those from some entry on (the new entry alone, say). The mirror's lines of that registry
+    (lines of other registries are left alone) must hold every entry before the first one given, then
+    a prefix of ``lines``: the rest is appended. A torn last line (no newline: a write was interrupted)
+    that is the start of the next expected line is completed. A complete line is never rewritten or
+    removed: a mirror that does not fit (an edited or missing entry, entries the catalog lacks, an
+    unreadable line) is not touched at all. Creates the file and its folder when missing.
 
     Returns one-line notes: what it repaired (anything beyond appending the last of ``lines``), that the
     mirror disagrees and was left alone, or that it cannot be written (the catalog keeps the entries;
@@ -189,6 +199,7 @@ def append_mirror(path: Path, lines: list[str]) -> list[str]:
     path = Path(path)
     if not lines:
         return []
+    first = _first_seq(lines)
     rid = _registry_of(lines)
     where = f"the audit log mirror {path}"
     disagree = f"{where} disagrees with the registry catalog ({{}}); not touched: " \
@@ -199,18 +210,29 @@ def append_mirror(path: Path, lines: list[str]) -> list[str]:
             _lock(fh.fileno())
             fh.seek(0)
             found = _read_lines(fh.read())
-            mine: list[_Line] = []
+            before: list[_Line] = []   # this registry's entries before the first line given
+            given: list[_Line] = []    # and from it on
             for line in found:
-                if line.problem is not None and not line.torn:
+                if line.torn:
+                    continue
+                if line.problem is not None:
                     return [disagree.format(f"line {line.number} is {line.problem}")]
-                if line.entry is not None and line.entry.get("registry_id") == rid and not line.torn:
-                    mine.append(line)
-            for k, line in enumerate(mine):
+                assert line.entry is not None
+                if line.entry.get("registry_id") != rid:
+                    continue
+                (given if given or line.entry["seq"] >= first else before).append(line)
+            held = int(before[-1].entry["seq"]) if before and before[-1].entry is not None else 0
+            if held != first - 1:
+                return [disagree.format(f"it lacks {_span(list(range(held + 1, first)))}, before the entries "
+                                        "to append" if held < first - 1 else
+                                        f"its entry {held} on line {before[-1].number} is out of order")]
+            for k, line in enumerate(given):
                 if k >= len(lines):
                     return [disagree.format(f"it has entries the catalog lacks, from line {line.number}")]
                 if line.text != lines[k]:
-                    return [disagree.format(f"line {line.number} is not the catalog's entry {k + 1}")]
-            todo = lines[len(mine):]
+                    return [disagree.format(f"line {line.number} is not the catalog's entry {first + k}")]
+            todo = lines[len(given):]
+            seq = first + len(given)   # the seq of todo[0]
             notes: list[str] = []
             text = ""
             if found and found[-1].torn:
@@ -219,21 +241,16 @@ def append_mirror(path: Path, lines: list[str]) -> list[str]:
                     return [disagree.format(f"its last line {found[-1].number} is incomplete and is not the "
                                             "start of this registry's next entry")]
                 text = todo[0][len(torn):] + "\n"
-                notes.append(f"completed the torn last line of {where} (entry {len(mine) + 1})")
-                todo = todo[1:]
-                repaired = todo[:-1]
-                first = len(mine) + 2
-            else:
-                repaired = todo[:-1]
-                first = len(mine) + 1
-            if repaired:
-                notes.append(f"added {_span(list(range(first, first + len(repaired))))} that {where} lacked")
+                notes.append(f"completed the torn last line of {where} (entry {seq})")
+                todo, seq = todo[1:], seq + 1
+            if len(todo) > 1:
+                notes.append(f"added {_span(list(range(seq, seq + len(todo) - 1)))} that {where} lacked")
             text += "".join(t + "\n" for t in todo)
             if text:
                 fh.write(text.encode("utf-8"))
                 fh.flush()
                 os.fsync(fh.fileno())
-        if found == [] and text:
+        if not found and text:
             _fsync_dir(path.parent)
         return notes
     except OSError as exc:
