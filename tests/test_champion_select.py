@@ -192,7 +192,7 @@ def test_keep_names_the_failed_gates_and_logs_the_decision(work: Path) -> None:
 def test_no_challengers_is_one_line_and_logs_nothing(work: Path) -> None:
     before = _snapshot(work)
     proc = _ok(_cli(work, "champion", "select", "tBTCUSD", "1m"))
-    assert proc.stdout.strip().splitlines()[-1] == "No challengers for tBTCUSD 1m: nothing to select, nothing logged"
+    assert proc.stdout == "No challengers for tBTCUSD 1m: nothing to select, nothing logged\n"
     assert _snapshot(work) == before
 
 

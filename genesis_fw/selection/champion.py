@@ -255,8 +255,11 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
 def text_lines(result: dict[str, Any]) -> list[str]:
     """The terminal form of :func:`select`'s result: a table of challengers x gates, the failed gates of each
     challenger with their numbers, and the decision."""
-    lines = []
     champ = result["champion"] or "none"
+    d = result["decision"]
+    if d["action"] == "none":  # nothing to decide: one line
+        return [d["reason"][0].upper() + d["reason"][1:]]
+    lines = []
     lines.append(f"Champion selection {result['symbol']} {result['timeframe']}: champion {champ}, "
                  f"{len(result['challengers'])} challenger(s)")
     for note in result["notes"]:
@@ -290,10 +293,6 @@ def text_lines(result: dict[str, Any]) -> list[str]:
             for g in r["gates"]:
                 if g["passed"] is False:
                     lines.append(f"  {r['name']} fails {g['gate']}: {g['detail']}")
-    d = result["decision"]
-    if d["action"] == "none":
-        lines.append(d["reason"][0].upper() + d["reason"][1:])
-        return lines
     verb = {"promote": f"promote {d['winner']}", "keep": f"keep {champ}"}[d["action"]]
     if result["dry_run"]:
         lines.append(f"Dry run: would {verb}; nothing changed")
