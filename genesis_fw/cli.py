@@ -1151,6 +1151,59 @@ def models_repair(ctx: click.Context) -> None:
         click.echo(note)
 
 
+@cli.group()
+def champion() -> None:
+    """Choose the champion model of a market from its challengers, by documented gates.
+
+    \b
+    Examples:
+      genesis-fw champion select tBTCUSD 1h --dry-run
+      genesis-fw champion select tBTCUSD 1h champion.alpha=0.01 champion.walk_forward=0
+    """
+
+
+@champion.command("select")
+@click.argument("symbol")
+@click.argument("timeframe")
+@click.argument("overrides", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show the decision; change nothing (registry, registry.json, audit log).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON config file with a champion section (default: config/runtime.seed.json when present).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="What to print: the table of challengers x gates, or the JSON result.")
+@click.pass_context
+def champion_select(ctx: click.Context, symbol: str, timeframe: str, overrides: tuple[str, ...], dry_run: bool,
+                    config_file: Path | None, fmt: str) -> None:
+    """Promote the challenger with the lowest test log loss among those that pass every gate, or keep the
+    champion and say which gates each challenger failed; the decision and its evidence go to the audit log.
+
+    Gates (champion.KEY=VALUE or the config file's champion section): significantly better than the
+    champion by a one-sided Diebold-Mariano test (alpha), calibration error at most max_ece, better in at
+    least min_walk_forward_share of walk_forward windows (0 = off), backtest Sharpe at least the champion's
+    minus sharpe_tolerance. Backtests use the config's costs. See docs/CHAMPION_SELECTION.md.
+
+    \b
+    Examples:
+      genesis-fw champion select tBTCUSD 1h
+      genesis-fw champion select tBTCUSD 1h --dry-run --format json
+      genesis-fw champion select tBTCUSD 1h --config my.json champion.max_ece=0.03
+    """
+    import json
+
+    from .registry.registry import Registry, audit_log_path
+    from .selection import champion as selection
+
+    cfg = _run_config(overrides, config_file, {"symbol": symbol, "timeframe": timeframe}, prefix="champion.")
+    registry = Registry.open(_obj(ctx)["models_dir"], audit_log_path(cfg.registry.audit_log))
+    result = selection.select(registry, cfg.symbol, cfg.timeframe, _store(ctx), cfg, dry_run=dry_run,
+                              progress=None if fmt == "json" else _note)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        for line in selection.text_lines(result):
+            click.echo(line)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

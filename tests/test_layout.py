@@ -121,3 +121,14 @@ def test_the_checker_sees_a_circle(tmp_path) -> None:
     deps = _imports(path, top_level_only=False)
     assert "genesis_fw.data.hashing" in deps and "genesis_fw.catalog" in deps
     assert _stage_of("genesis_fw.backtest.engine") == "backtest"
+
+
+def test_every_package_folder_is_installed():
+    # The package list in pyproject.toml is explicit: a stage folder missing from it works in an editable
+    # install and is absent from a built wheel (genesis-fw models / compare / champion would fail there).
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+                 ["packages"])
+    folders = {_module_name(p) for p in PKG.rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert folders - listed == set()
