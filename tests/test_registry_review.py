@@ -89,15 +89,6 @@ def test_promote_and_keep_refuse_when_the_champion_is_no_longer_the_one_compared
     assert reg.keep("tBTCUSD", "1m", reason="select", evidence={}, expected_champion=None).from_model is None
 
 
-def test_champion_select_passes_the_compared_champion_to_promote_and_keep():
-    """The call sites in champion.py use the champion name of the comparison (read the source: the race
-    itself is tested on the registry above, with a real second process)."""
-    src = (REPO / "genesis_fw" / "selection" / "champion.py").read_text()
-    assert re.search(r"registry\.promote\([^)]*expected_champion=result\[\"champion\"\]", src)
-    assert re.search(r"registry\.keep\([^)]*expected_champion=result\[\"champion\"\]", src)
-    assert "(was {champ})" not in src
-
-
 # 2 -------------------------------------------------------------------------------------------------
 
 def test_a_committed_registry_json_with_an_event_and_no_catalog_is_adopted(reg: Registry, tmp_path: Path):
