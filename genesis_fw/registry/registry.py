@@ -13,7 +13,9 @@ Every change holds an exclusive ``flock`` on the lock file for its whole length 
 4. registry.json rewritten atomically from the catalog.
 
 A ``kill -9`` anywhere leaves the change nowhere (before the commit), or in the catalog with the mirror
-and/or registry.json behind, which the next command (a change or a read) repairs and says so.
+and/or registry.json behind, which the next command repairs and says so (a read rewrites registry.json
+but never creates or writes the mirror: it says which entries the mirror lacks, and the next change
+appends them).
 
 Testing hook: with ``$GENESIS_REGISTRY_CRASH_AT`` set to one of :data:`CRASH_POINTS` the process
 kills itself with SIGKILL at that point of the first entry it logs (``before_commit``: inside the
@@ -256,7 +258,8 @@ class Registry:
             yield conn
 
     def _check_read(self) -> None:
-        """Before the first read: repair a registry.json / mirror behind the catalog (under the lock), or
+        """Before the first read: repair a registry.json behind the catalog (under the lock; the mirror is
+        never written by a read, only said to be stale), or
         note what is stale when the folder cannot be written; refuse a registry.json edited by hand."""
         if self._checked:
             return
