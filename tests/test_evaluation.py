@@ -347,3 +347,21 @@ def test_summary_tests_against_the_best_baseline_over_the_horizon():
     assert result["test"]["horizon"] == 20 and result["test"]["lag"] == 19
     assert result["test"]["baseline"] == "train_rate"
     assert result["verdict"].startswith(("no significant skill", "no skill")), result["verdict"]
+
+
+def test_the_fallback_is_said_in_the_verdict_and_by_evaluate():
+    from genesis_fw.cli import _evaluation_text
+
+    # labels alternating up/down and a constant model: the loss differences alternate, so the uniform
+    # long-run variance over 1 lag (horizon 2) is negative and the Bartlett fallback is used
+    y = np.tile([1, 0], 200)
+    result = evaluation.summary(y, np.full(400, 0.6), {"method": "none"}, {"train_rate": 0.5}, split="test",
+                                model={"name": "m", "model_type": "logreg", "symbol": "tBTCUSD",
+                                       "timeframe": "1h", "horizon": 2},
+                                period={"start": "2019-01-01T00:00", "end": "2019-01-17T15:00"})
+    test = result["test"]
+    assert test["kernel"] == "bartlett" and test["lag"] == 2 and "not positive" in test["fallback"]
+    assert f"  Note: {test['fallback']}" in _evaluation_text(result)
+    better = {**result["baselines"]["train_rate"], "log_loss": 0.1}
+    text = evaluation.verdict(better, result["baselines"], test=test)
+    assert "HAC lag 2, bartlett kernel (the uniform one was not positive)" in text, text
