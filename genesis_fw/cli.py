@@ -149,7 +149,7 @@ def sql(ctx: click.Context, query: str | None, sql_file: Path | None, fmt: str, 
     Examples:
       genesis-fw sql "SELECT symbol, timeframe, count(*) AS n FROM candles GROUP BY ALL"
       genesis-fw sql --file sql/examples/daily_summary.sql --format csv --output daily.csv
-      genesis-fw sql "SELECT seq, at, user, action, from_model, to_model FROM model_events"
+      genesis-fw sql 'SELECT seq, "at", user, action, from_model, to_model FROM model_events'
     """
     from ._util import atomic_path
     from .console import Console, render_csv, render_json, render_table
@@ -780,7 +780,10 @@ def evaluate(ctx: click.Context, model: str, split: str | None, start: str | Non
     store = _store(ctx)
     if output is not None:
         _page_targets(store, output, report=not no_report)  # refused before any work
+    from .registry.registry import check_registered
+
     loaded = model_file.load(model)
+    check_registered(loaded)  # a registered file replaced since registration is refused, as by backtest/compare
     result = model_evaluation.evaluate(loaded, store, split=split, start=start, end=end)
     for note in result["notes"]:
         _note(f"Note: {note}")
@@ -968,6 +971,18 @@ def _registry_notes(notes: list[str]) -> None:
         _note(note)
 
 
+def _change(registry, method: str, *args, **kwargs):
+    """Apply a registry change and print its notes; when it fails, print the notes of what was adopted or
+    repaired before it first (the error follows)."""
+    try:
+        change = getattr(registry, method)(*args, **kwargs)
+    except GenesisError:
+        _registry_notes(registry.notes)
+        raise
+    _registry_notes(change.notes)
+    return change
+
+
 def _metric(metrics: dict, key: str) -> str:
     value = metrics.get(key)
     return "n/a" if value is None else (f"{value:,}" if key == "n" else f"{value:.4f}")
@@ -987,11 +1002,26 @@ def models_list(ctx: click.Context, symbol: str | None, timeframe: str | None, s
     if not entries:
         click.echo(f"No models registered in {registry.dir}" + (" (retired ones: --all)" if not show_all else ""))
         return
-    head = f"{'name':<22} {'status':<10} {'type':<8} {'horizon':>7} {'log loss':>9} {'AUC':>7} {'ECE':>7}  sha256"
+    import hashlib
+
+    def file_state(e) -> str:
+        try:
+            return "ok" if hashlib.sha256(e.file.read_bytes()).hexdigest() == e.sha256 else "CHANGED"
+        except OSError:
+            return "MISSING"
+
+    states = {e.name: file_state(e) for e in entries}
+    head = (f"{'name':<22} {'status':<10} {'type':<8} {'horizon':>7} {'log loss':>9} {'AUC':>7} {'ECE':>7}  "
+            f"{'file':<7}  sha256")
     click.echo(head)
     for e in entries:
         click.echo(f"{e.name:<22} {e.status:<10} {e.model_type:<8} {e.horizon:>7} {_metric(e.metrics, 'log_loss'):>9} "
-                   f"{_metric(e.metrics, 'auc'):>7} {_metric(e.metrics, 'ece'):>7}  {e.sha256[:12]}")
+                   f"{_metric(e.metrics, 'auc'):>7} {_metric(e.metrics, 'ece'):>7}  {states[e.name]:<7}  "
+                   f"{e.sha256[:12]}")
+    bad = [f"{name} {state}" for name, state in states.items() if state != "ok"]
+    if bad:
+        _note(f"Warning: {len(bad)} registered file(s) no longer as registered ({', '.join(bad)}): promotion, "
+              "backtests and evaluation refuse them; restore the registered files (`genesis-fw models show NAME`)")
 
 
 @models.command("show")
@@ -1001,12 +1031,17 @@ def models_show(ctx: click.Context, name: str) -> None:
     """Show one registered model: status, file, SHA-256 (and whether the file still has it), metrics."""
     import hashlib
 
+    from .registry.registry import short_pair
+
     registry = _registry(ctx)
-    e = registry.get(name)
-    _registry_notes(registry.notes)
+    try:
+        e = registry.get(name)
+    finally:  # what a read repaired is said, also before an unknown name's error
+        _registry_notes(registry.notes)
     try:
         now = hashlib.sha256(e.file.read_bytes()).hexdigest()
-        state = "matches the registry" if now == e.sha256 else f"DIFFERS: {now[:12]} now (tampered or replaced)"
+        state = "matches the registry" if now == e.sha256 else \
+            f"DIFFERS: {short_pair(now, e.sha256)[0]} now (tampered or replaced)"
     except OSError:
         state = "MISSING"
     rows = [("name", e.name), ("status", e.status), ("market", f"{e.symbol} {e.timeframe}"),
@@ -1032,8 +1067,7 @@ def models_register(ctx: click.Context, file: str, reason: str) -> None:
     The file is validated against the model schema and its SHA-256 recorded. A retired model
     becomes a challenger again. Logged with the file's metrics as evidence.
     """
-    change = _registry(ctx).register(file, reason=reason)
-    _registry_notes(change.notes)
+    change = _change(_registry(ctx), "register", file, reason=reason)
     click.echo(f"Registered {change.to_model} as a challenger of {change.symbol} {change.timeframe} "
                f"(audit entry {change.seq})")
 
@@ -1045,8 +1079,7 @@ def models_register(ctx: click.Context, file: str, reason: str) -> None:
 def models_promote(ctx: click.Context, name: str, reason: str) -> None:
     """Make a challenger the champion of its symbol and timeframe; the old champion is retired (its file
     untouched) and `models rollback` restores it. Refused for a tampered or missing file."""
-    change = _registry(ctx).promote(name, reason=reason)
-    _registry_notes(change.notes)
+    change = _change(_registry(ctx), "promote", name, reason=reason)
     old = f" (was {change.from_model}, now retired)" if change.from_model else ""
     click.echo(f"Promoted {change.to_model} to champion of {change.symbol} {change.timeframe}{old} "
                f"(audit entry {change.seq})")
@@ -1060,8 +1093,7 @@ def models_promote(ctx: click.Context, name: str, reason: str) -> None:
 def models_rollback(ctx: click.Context, symbol: str, timeframe: str, reason: str) -> None:
     """Retire the champion of SYMBOL TIMEFRAME and restore the champion it replaced. Rolling back again
     goes further back, never forward."""
-    change = _registry(ctx).rollback(symbol, timeframe, reason=reason)
-    _registry_notes(change.notes)
+    change = _change(_registry(ctx), "rollback", symbol, timeframe, reason=reason)
     click.echo(f"Rolled back {symbol} {timeframe}: {change.to_model} is the champion again, {change.from_model} "
                f"retired (audit entry {change.seq})")
 
@@ -1072,8 +1104,7 @@ def models_rollback(ctx: click.Context, symbol: str, timeframe: str, reason: str
 @click.pass_context
 def models_retire(ctx: click.Context, name: str, reason: str) -> None:
     """Retire a challenger (its file stays; `models register NAME` makes it a challenger again)."""
-    change = _registry(ctx).retire(name, reason=reason)
-    _registry_notes(change.notes)
+    change = _change(_registry(ctx), "retire", name, reason=reason)
     click.echo(f"Retired {name} (audit entry {change.seq})")
 
 
@@ -1100,8 +1131,9 @@ def models_history(ctx: click.Context, symbol: str | None, timeframe: str | None
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def models_validate(files: tuple[Path, ...]) -> None:
     """Check model files against the model schema (and a registered file's SHA-256 against its folder's
-    registry); a file named registry.json is checked against the registry schema. Exit 1 at the first
-    bad file with "FILE: reason" (for a pre-commit hook).
+    registry); a file named registry.json is checked against the registry schema, against the catalog
+    registry.db beside it (it must show the current state) and each model file it lists must exist
+    with the SHA-256 it lists. Exit 1 at the first bad file with "FILE: reason" (for a pre-commit hook).
 
     \b
     Example:
@@ -1110,12 +1142,12 @@ def models_validate(files: tuple[Path, ...]) -> None:
     from .errors import ModelFileError
     from .ml import model_file
     from .registry import registry_file
-    from .registry.registry import check_registered
+    from .registry.registry import check_registered, validate_state_file
 
     for path in files:
         try:
             if path.name == registry_file.FILE_NAME:
-                doc = registry_file.load(path)
+                doc = validate_state_file(path)
                 click.echo(f"OK {path} (registry state, {len(doc['markets'])} markets)")
                 continue
             loaded = model_file.load(path)
@@ -1150,9 +1182,18 @@ def models_audit(ctx: click.Context, check: bool) -> None:
 @click.pass_context
 def models_repair(ctx: click.Context) -> None:
     """Rewrite registry.json from the catalog and append the entries the audit log mirror lacks (never
-    changes or removes an entry). Says what it did."""
-    for note in _registry(ctx).repair():
-        click.echo(note)
+    changes or removes an entry). Says what it did; exit 1 when the mirror disagrees with the catalog
+    (an edited mirror is never rewritten: `models audit --verify` shows where)."""
+    from .errors import RegistryError
+
+    notes = _registry(ctx).repair()
+    disagree = [n for n in notes if "disagrees" in n]
+    for note in notes:
+        if note not in disagree:
+            click.echo(note)
+    if disagree:
+        done = " (registry.json and the rest were repaired as said above)" if len(notes) > len(disagree) else ""
+        raise RegistryError(disagree[0].removeprefix("warning: ") + done)
 
 
 @cli.group()

@@ -76,9 +76,14 @@ class MlModel(Strategy):
         (SHA-256): a file replaced between calls is loaded again."""
         from genesis_fw.errors import ModelFileError
         from genesis_fw.ml import model_file
-        from genesis_fw.registry.registry import check_registered
+        from genesis_fw.registry.registry import check_registered, registered_but_missing
 
-        path = Path(model_file.resolve(self.params.model, model_file.default_models_dir()))
+        folder = model_file.default_models_dir()
+        try:
+            path = Path(model_file.resolve(self.params.model, folder))
+        except ModelFileError:
+            registered_but_missing(str(self.params.model), folder)  # says "registered, its file is missing"
+            raise
         try:
             sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError as exc:

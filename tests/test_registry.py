@@ -203,7 +203,11 @@ def test_a_registry_json_left_behind_is_repaired_by_the_next_read_and_said(reg: 
     fresh = Registry.open(reg.dir)
     assert fresh.champion("tBTCUSD", "1h").name == "tBTCUSD_1h_v2"
     assert any("registry.json shows event" in n and n.startswith("repaired: ") for n in fresh.notes), fresh.notes
-    assert any("lacked entry 5; appended" in n for n in fresh.notes), fresh.notes
+    # a read never writes the mirror: it says what the mirror lacks, and the next change appends it
+    assert any("lacks entry 5; the next change appends them" in n and n.startswith("stale: ")
+               for n in fresh.notes), fresh.notes
+    assert any("lacked entry 5; appended" in n for n in Registry.open(reg.dir).retire("tBTCUSD_1h_v3",
+                                                                                         reason="x").notes)
     assert_consistent(reg)
 
 

@@ -99,9 +99,10 @@ def test_a_promote_killed_at_any_point_is_everywhere_nowhere_or_repaired_by_the_
     champion = "tBTCUSD_1h_v2" if applied else "tBTCUSD_1h_v1"
     assert [ln.split()[0] for ln in listed.stdout.splitlines() if " champion " in ln] == [champion]
     repaired = [ln for ln in listed.stderr.splitlines() if ln.startswith("repaired: ")]
-    if point == "after_commit":  # mirror and registry.json behind
-        assert any("lacked entry 5" in ln for ln in repaired) and any("registry.json" in ln for ln in repaired), \
-            listed.stderr
+    if point == "after_commit":  # mirror and registry.json behind; a read repairs registry.json, never the mirror
+        assert len(repaired) == 1 and "registry.json" in repaired[0], listed.stderr
+        assert "lacks entry 5; the next change appends them" in listed.stderr, listed.stderr
+        assert "lacked entry 5; appended" in _ok(_models(folder, "repair")).stdout
     elif point == "after_mirror":  # registry.json behind
         assert len(repaired) == 1 and "shows event 4, the catalog is at event 5" in repaired[0], listed.stderr
     else:  # nothing to repair: nowhere, or everywhere

@@ -575,7 +575,8 @@ def _parse(raw: bytes, where: str) -> Any:
         doc = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer,
                          object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{where}: not valid JSON (truncated or edited?): {exc.msg} at line {exc.lineno} "
+        at = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at line 1 column 9"
+        raise ModelFileError(f"{where}: not valid JSON (truncated or edited?): {exc.msg}{at} line {exc.lineno} "
                              f"column {exc.colno}") from None
     except RecursionError:
         raise ModelFileError(f"{where}: arrays or objects nested too deeply (a model file nests at most "

@@ -13,7 +13,9 @@ Every change holds an exclusive ``flock`` on the lock file for its whole length 
 4. registry.json rewritten atomically from the catalog.
 
 A ``kill -9`` anywhere leaves the change nowhere (before the commit), or in the catalog with the mirror
-and/or registry.json behind, which the next command (a change or a read) repairs and says so.
+and/or registry.json behind, which the next command repairs and says so (a read rewrites registry.json
+but never creates or writes the mirror: it says which entries the mirror lacks, and the next change
+appends them).
 
 Testing hook: with ``$GENESIS_REGISTRY_CRASH_AT`` set to one of :data:`CRASH_POINTS` the process
 kills itself with SIGKILL at that point of the first entry it logs (``before_commit``: inside the
@@ -27,7 +29,9 @@ one recorded at registration.
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -58,6 +62,29 @@ AUDIT_LOG_ENV = "GENESIS_AUDIT_LOG"
 CRASH_ENV = "GENESIS_REGISTRY_CRASH_AT"
 CRASH_POINTS = ("before_commit", "after_commit", "after_mirror", "after_json")
 STATUSES = ("champion", "challenger", "retired")
+#: The ``meta`` key recording the resolved absolute path of the registry's audit log mirror.
+MIRROR_META_KEY = "audit_log"
+
+
+class _Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+#: ``expected_champion`` of :meth:`Registry.promote` / :meth:`Registry.keep`: do not check the champion.
+UNCHECKED = _Unchecked.UNCHECKED
+
+
+def short_pair(a: str, b: str, *, at_least: int = 12) -> tuple[str, str]:
+    """Two hex digests cut to the same length: ``at_least`` characters, or more when they agree that
+    far, so the printed prefixes show where they differ."""
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    k = max(at_least, n + 1)
+    return a[:k], b[:k]
+
+
+def _hash_pair(now: str, recorded: str, where: str) -> str:
+    x, y = short_pair(now, recorded)
+    return f"SHA-256 {x} now, {y} in {where}"
 
 
 def audit_log_path(cfg_value: str | None = None) -> Path:
@@ -231,7 +258,8 @@ class Registry:
             yield conn
 
     def _check_read(self) -> None:
-        """Before the first read: repair a registry.json / mirror behind the catalog (under the lock), or
+        """Before the first read: repair a registry.json behind the catalog (under the lock; the mirror is
+        never written by a read, only said to be stale), or
         note what is stale when the folder cannot be written; refuse a registry.json edited by hand."""
         if self._checked:
             return
@@ -242,7 +270,7 @@ class Registry:
             if kind == rf.HAND_EDITED:
                 raise self._edited(detail)
             if found.doc is not None and found.doc["event"] is not None:
-                raise self._no_catalog(found.doc)
+                self.notes.append(f"{self._orphan(found.doc)}; the next change adopts its state as a new registry")
             return
         if not _writable(self.dir):
             with _reading(self.db_path) as conn:
@@ -253,14 +281,19 @@ class Registry:
             if kind in (rf.BEHIND, rf.MISSING) and events:
                 self.notes.append(f"stale: {detail} (the folder is read-only, so it was not repaired; "
                                   "run `genesis-fw models repair` where it can be written)")
-            missing = [e["seq"] for e in events if e["entry"] not in _mirror_lines(self.audit_log)]
-            if missing:
-                self.notes.append(f"stale: the audit log mirror {self.audit_log} lacks entries "
-                                  f"{_seqs(missing)} (not repaired: read-only folder)")
+            self.notes.extend(self._stale_mirror(events))
             return
         with self._lock():
             with self._writing() as conn:
-                self.notes.extend(self._catch_up(conn, adopt=False))
+                self.notes.extend(self._catch_up(conn, adopt=False, mirror=False))
+
+    def _stale_mirror(self, events: list[dict[str, Any]]) -> list[str]:
+        """A note naming the entries the mirror lacks, for reads (which never write the mirror)."""
+        missing = [e["seq"] for e in events if e["entry"] not in _mirror_lines(self.audit_log)]
+        if not missing:
+            return []
+        which = f"entry {missing[0]}" if len(missing) == 1 else f"entries {_seqs(missing)}"
+        return [f"stale: the audit log mirror {self.audit_log} lacks {which}; the next change appends them"]
 
     def _rows(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[str]]]:
         self._check_read()
@@ -325,8 +358,8 @@ class Registry:
         if loaded.name != entry.name:
             raise RegistryError(f"{entry.file}: the file holds {loaded.name}, registered as {entry.name}")
         if loaded.sha256 != entry.sha256:
-            raise RegistryError(f"{entry.file}: tampered or replaced since it was registered (SHA-256 "
-                                f"{loaded.sha256[:12]} now, {entry.sha256[:12]} in the registry); restore the "
+            raise RegistryError(f"{entry.file}: tampered or replaced since it was registered "
+                                f"({_hash_pair(loaded.sha256, entry.sha256, 'the registry')}); restore the "
                                 f"registered file, or register the new one under a new version")
         return loaded
 
@@ -341,16 +374,24 @@ class Registry:
                 and (timeframe is None or e["timeframe"] == timeframe)]
 
     def verify(self) -> AuditReport:
-        """Check the catalog's hash chain and the mirror against it (:func:`genesis_fw.registry.audit.verify`)."""
+        """Check the catalog's hash chain and the mirror against it (:func:`genesis_fw.registry.audit.verify`),
+        and that every structured column of ``model_events`` (what ``genesis-fw sql`` shows) equals its
+        entry's field: the first mismatch is a problem naming the entry and the column."""
         from . import audit
 
         lines: list[str] = []
         rid = None
+        forged: str | None = None
         if self.db_path.exists():
             with _reading(self.db_path) as conn:
-                lines = [r[0] for r in conn.execute("SELECT entry FROM model_events ORDER BY seq")]
+                rows = [dict(r) for r in conn.execute("SELECT * FROM model_events ORDER BY seq")]
                 rid = _registry_id(conn)
-        return audit.verify(lines, self.audit_log, rid)
+            lines = [r["entry"] for r in rows]
+            forged = next((p for p in map(_column_problem, rows) if p), None)
+        report = audit.verify(lines, self.audit_log, rid)
+        if forged is None:
+            return report
+        return attrs.evolve(report, ok=False, problems=[*report.problems, forged])
 
     # -- changing ------------------------------------------------------------------------------------
 
@@ -358,10 +399,9 @@ class Registry:
         return RegistryError(f"{detail}: registry.json matches no state of the registry catalog (edited by hand?); "
                              "rebuild it from the catalog with `genesis-fw models repair`")
 
-    def _no_catalog(self, doc: dict[str, Any]) -> RegistryError:
-        return RegistryError(f"{self.json_path} shows event {doc['event']['seq']} of registry {doc['registry_id']}, "
-                             f"but {self.db_path} is missing: restore it from a backup (or move registry.json "
-                             "away to start a new registry)")
+    def _orphan(self, doc: dict[str, Any]) -> str:
+        return (f"{self.json_path} records event {doc['event']['seq']} of registry {doc['registry_id']} whose "
+                "catalog is not here")
 
     def _publish(self, conn: sqlite3.Connection) -> list[str]:
         """Append the catalog's entries the mirror lacks, then rewrite registry.json from the last entry."""
@@ -377,9 +417,10 @@ class Registry:
         _crash("after_json")
         return notes
 
-    def _catch_up(self, conn: sqlite3.Connection, *, adopt: bool) -> list[str]:
-        """Bring registry.json and the mirror up to the catalog; adopt an adoptable registry.json when
-        ``adopt``. Returns one-line notes of what was done. Called with the lock held."""
+    def _catch_up(self, conn: sqlite3.Connection, *, adopt: bool, mirror: bool = True) -> list[str]:
+        """Bring registry.json and (when ``mirror``) the mirror up to the catalog; adopt an adoptable
+        registry.json when ``adopt``. Returns one-line notes of what was done (with ``mirror`` False, of
+        what the mirror lacks). Called with the lock held."""
         events = _events(conn)
         found = rf.read(self.json_path)
         kind, detail = rf.standing(found, _registry_id(conn), events)
@@ -388,11 +429,21 @@ class Registry:
         notes: list[str] = []
         if kind == rf.ADOPTABLE:
             if adopt:
+                assert found.doc is not None
                 self._adopt(conn, found)
-                notes.append(f"adopted {self.json_path} (event null) as the registry's first state")
+                if found.doc["event"] is None:
+                    notes.append(f"adopted {self.json_path} (event null) as the registry's first state")
+                else:
+                    notes.append(f"{self._orphan(found.doc)}: adopted its state as a new registry")
             return notes
         if not events:
             return notes
+        if not mirror:
+            if kind in (rf.BEHIND, rf.MISSING):
+                last = events[-1]
+                rf.write(self.json_path, rf.render(_registry_id(conn), last, last["state_after"]))
+                notes.append(f"repaired: {detail}; rewrote it from the catalog")
+            return notes + self._stale_mirror(events)
         have = _mirror_lines(self.audit_log)
         missing = [e["seq"] for e in events if e["entry"] not in have]
         extra = self._publish_quiet(conn, kind)
@@ -472,27 +523,54 @@ class Registry:
                 if row["status"] == "champion":
                     conn.execute("INSERT INTO champion_stack (symbol, timeframe, position, name) VALUES (?, ?, 1, ?)",
                                  (row["symbol"], row["timeframe"], row["name"]))
+            doc = found.doc
+            assert doc is not None
+            if doc["event"] is None:
+                reason = f"adopted {rf.FILE_NAME} (event null) as the registry's first state"
+                extra: dict[str, Any] = {}
+            else:
+                reason = (f"{rf.FILE_NAME} records event {doc['event']['seq']} of registry {doc['registry_id']} whose "
+                          "catalog is not here: adopted its state as a new registry")
+                extra = {"adopted_event": doc["event"], "adopted_registry_id": doc["registry_id"]}
             return self._log(conn, action="adopt", symbol=None, timeframe=None, from_model=None, to_model=None,
-                             reason=f"adopted {rf.FILE_NAME} (event null) as the registry's first state",
-                             evidence={"registry_json_sha256": found.sha256, "models": [r["name"] for r in rows]})
+                             reason=reason, evidence={"registry_json_sha256": found.sha256,
+                                                      "models": [r["name"] for r in rows], **extra})
 
         self._transaction(conn, body)
         self._publish(conn)
 
     def _change(self, body: Callable[[sqlite3.Connection, list[str]], Change]) -> Change:
+        """Run ``body`` under the lock after catching up. When it fails, the notes of what was adopted or
+        repaired before are in :attr:`notes` (so the CLI can print them before the error)."""
         if not self.db_path.exists():  # refused before a catalog is made
-            found = rf.read(self.json_path)
-            if found.doc is not None and found.doc["event"] is not None:
-                raise self._no_catalog(found.doc)
-            kind, detail = rf.standing(found, None, [])
+            kind, detail = rf.standing(rf.read(self.json_path), None, [])
             if kind == rf.HAND_EDITED:
                 raise self._edited(detail)
         with self._lock():
             with self._writing() as conn:
-                notes = self._catch_up(conn, adopt=True)
-                change = body(conn, notes)
+                notes = self._mirror_warning(conn)
+                try:
+                    notes += self._catch_up(conn, adopt=True)
+                    change = body(conn, notes)
+                except Exception:
+                    self.notes.extend(notes)
+                    raise
                 notes.extend(self._publish(conn))
                 return change
+
+    def _mirror_warning(self, conn: sqlite3.Connection) -> list[str]:
+        """Record the mirror's resolved path in ``meta`` at the first change; later, a warning note when
+        this change mirrors to another path than the recorded one (it still writes the configured one)."""
+        here = str(self.audit_log.resolve())
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (MIRROR_META_KEY,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (MIRROR_META_KEY, here))
+            return []
+        if row["value"] == here:
+            return []
+        return [f"warning: this registry's audit log mirror is recorded as {row['value']}, but this change "
+                f"mirrors to {here} (relative paths are relative to the working directory; pass --audit-log "
+                f"{row['value']} to keep one mirror)"]
 
     def _row(self, conn: sqlite3.Connection, name: str) -> ModelEntry:
         row = conn.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
@@ -501,6 +579,38 @@ class Registry:
             raise RegistryError(f"no model {name!r} in the registry of {self.dir}{did_you_mean(name, names)}"
                                 + ("" if names else " (none registered: genesis-fw models register FILE)"))
         return ModelEntry.from_row(dict(row), self.dir)
+
+    def _expect(self, conn: sqlite3.Connection, symbol: str, timeframe: str, expected: str | None | _Unchecked,
+                doing: str) -> None:
+        """Refuse the change when the champion of (symbol, timeframe) is not ``expected`` (under the lock)."""
+        if expected is UNCHECKED:
+            return
+        row = conn.execute("SELECT name FROM models WHERE symbol = ? AND timeframe = ? AND status = 'champion'",
+                           (symbol, timeframe)).fetchone()
+        now = row["name"] if row else None
+        if now != expected:
+            raise RegistryError(f"the champion of {symbol} {timeframe} changed to {now or 'none'} while "
+                                f"{doing} (it was {expected or 'none'} when compared: another process changed "
+                                "the registry); nothing done: run champion select again")
+
+    def _definition_warning(self, old: ModelEntry, new: ModelEntry, loaded: LoadedModel) -> list[str]:
+        """A warning note when ``new`` predicts another horizon or label definition than the champion ``old``."""
+        from ..ml import model_file
+
+        what = []
+        if old.horizon != new.horizon:
+            what.append(f"horizon {new.horizon} bars, the champion's {old.horizon}")
+        try:
+            old_label = model_file.load(old.file).doc.get("label")
+        except (OSError, ModelFileError):
+            old_label = None
+        new_label = loaded.doc.get("label")
+        if old_label is not None and new_label is not None and old_label != new_label:
+            what.append("another label definition than the champion's")
+        if not what:
+            return []
+        return [f"warning: {new.name} predicts {' and '.join(what)} ({old.name}); champion select compares only "
+                "challengers of the champion's horizon and labels"]
 
     def _set_status(self, conn: sqlite3.Connection, name: str, status: str) -> None:
         conn.execute("UPDATE models SET status = ?, updated_at = ? WHERE name = ?", (status, rf.now_iso(), name))
@@ -515,9 +625,17 @@ class Registry:
         if not path.is_file():
             raise ModelFileError(f"no model file {path}")
         if path.resolve().parent != self.dir.resolve():
+            if path.is_symlink() and path.parent.resolve() == self.dir.resolve():
+                raise RegistryError(f"{path} is a symbolic link to {path.resolve()}, outside the models folder "
+                                    f"{self.dir}: replace it with a copy (rm {path} && cp {path.resolve()} {path}) "
+                                    "and register that")
             raise RegistryError(f"{path} is not in the models folder {self.dir}: copy it there under its name "
-                                f"(cp {path} {self.dir}/) and register that")
+                                f"(cp {path.resolve()} {self.dir}/) and register that")
         loaded = model_file.load(path)
+        if path.name != f"{loaded.name}.json":
+            raise RegistryError(f"{path} holds the model {loaded.name}, so its file must be named {loaded.name}.json "
+                                f"(models are loaded by name): rename it (mv {path} {self.dir}/{loaded.name}.json) "
+                                "and register that")
         doc = loaded.doc
         verdict = (evidence or {}).get("verdict")
         metrics = rf.key_metrics(doc.get("metrics"), verdict)
@@ -531,8 +649,8 @@ class Registry:
                     if row["status"] != "retired":
                         raise RegistryError(f"{loaded.name} is already registered (a {row['status']})")
                     if row["sha256"] != loaded.sha256:
-                        raise RegistryError(f"{path}: tampered or replaced since it was registered (SHA-256 "
-                                            f"{loaded.sha256[:12]} now, {row['sha256'][:12]} in the registry)")
+                        raise RegistryError(f"{path}: tampered or replaced since it was registered "
+                                            f"({_hash_pair(loaded.sha256, row['sha256'], 'the registry')})")
                     self._set_status(conn, loaded.name, "challenger")
                 else:
                     conn.execute("INSERT INTO models (name, symbol, timeframe, version, file, sha256, status, "
@@ -549,21 +667,31 @@ class Registry:
 
         return self._change(body)
 
-    def promote(self, name: str, *, reason: str, evidence: dict[str, Any] | None = None) -> Change:
+    def promote(self, name: str, *, reason: str, evidence: dict[str, Any] | None = None,
+                expected_champion: str | None | _Unchecked = UNCHECKED) -> Change:
         """Make the challenger ``name`` the champion of its market; the old champion is retired (its file
-        untouched) and stays below it on the champion stack, so :meth:`rollback` restores it."""
+        untouched) and stays below it on the champion stack, so :meth:`rollback` restores it.
+
+        ``expected_champion``: the champion (name, or ``None`` for none) a decision to promote was based
+        on, e.g. the one ``champion select`` compared against; checked under the lock, so a champion
+        changed by another process in the meantime refuses the promotion (nothing logged).
+        :data:`UNCHECKED` (the default): no check. A winner of another horizon or label definition than
+        the champion's is promoted with a warning note (``champion select`` never compares those)."""
 
         def body(conn: sqlite3.Connection, notes: list[str]) -> Change:
             m = self._row(conn, name)
+            self._expect(conn, m.symbol, m.timeframe, expected_champion, f"promoting {name}")
             if m.status == "champion":
                 raise RegistryError(f"{name} is already the champion of {m.symbol} {m.timeframe}")
             if m.status == "retired":
                 raise RegistryError(f"{name} is retired: `genesis-fw models rollback {m.symbol} {m.timeframe}` "
                                     f"restores the previous champion, and `genesis-fw models register {name}` makes "
                                     "a retired model a challenger again")
-            self._load_entry(m)
+            loaded = self._load_entry(m)
             old = conn.execute("SELECT * FROM models WHERE symbol = ? AND timeframe = ? AND status = 'champion'",
                                (m.symbol, m.timeframe)).fetchone()
+            if old is not None:
+                notes.extend(self._definition_warning(ModelEntry.from_row(dict(old), self.dir), m, loaded))
 
             def work() -> int:
                 if old is not None:
@@ -639,10 +767,13 @@ class Registry:
 
         return self._change(body)
 
-    def keep(self, symbol: str, timeframe: str, *, reason: str, evidence: dict[str, Any]) -> Change:
-        """Log a decision to keep the champion of (symbol, timeframe); changes no status."""
+    def keep(self, symbol: str, timeframe: str, *, reason: str, evidence: dict[str, Any],
+             expected_champion: str | None | _Unchecked = UNCHECKED) -> Change:
+        """Log a decision to keep the champion of (symbol, timeframe); changes no status.
+        ``expected_champion`` as in :meth:`promote`: the champion the decision kept."""
 
         def body(conn: sqlite3.Connection, notes: list[str]) -> Change:
+            self._expect(conn, symbol, timeframe, expected_champion, "keeping it")
             row = conn.execute("SELECT name FROM models WHERE symbol = ? AND timeframe = ? AND status = 'champion'",
                                (symbol, timeframe)).fetchone()
             name = row["name"] if row else None
@@ -663,7 +794,9 @@ class Registry:
         if not self.db_path.exists():
             found = rf.read(self.json_path)
             if found.doc is not None and found.doc["event"] is not None:
-                raise self._no_catalog(found.doc)
+                with self._lock():
+                    with self._writing() as conn:
+                        return self._mirror_warning(conn) + self._catch_up(conn, adopt=True)
             return [f"nothing to repair: {self.dir} has no registry catalog yet ({DB_FILE})"]
         with self._lock():
             with self._writing() as conn:
@@ -690,6 +823,87 @@ class Registry:
                     notes.insert(0, f"repaired: the audit log mirror {self.audit_log} lacked entries "
                                     f"{_seqs(missing)}; appended")
                 return notes
+
+
+#: model_events columns and the entry field each must equal (JSON columns compared canonically).
+_COLUMNS = (("seq", "seq"), ("at", "at"), ("user", "user"), ("host", "host"), ("action", "action"),
+            ("symbol", "symbol"), ("timeframe", "timeframe"), ("from_model", "from"), ("to_model", "to"),
+            ("reason", "reason"), ("evidence", "evidence"), ("state_after", "state_after"),
+            ("prev_sha256", "prev_sha256"), ("sha256", "sha256"))
+
+
+def _column_problem(row: dict[str, Any]) -> str | None:
+    """The first structured column of a ``model_events`` row that differs from its parsed ``entry``."""
+    from . import audit
+
+    try:
+        entry = json.loads(row["entry"])
+    except ValueError:
+        return None  # the chain check names an entry that does not parse
+    if not isinstance(entry, dict):
+        return None
+    for column, field in _COLUMNS:
+        value = entry.get(field)
+        if column in ("evidence", "state_after"):
+            try:
+                same = audit.canonical(json.loads(row[column])) == audit.canonical(value)
+            except (TypeError, ValueError):
+                same = False
+        else:
+            same = row[column] == value
+        if not same:
+            return (f"entry {row['seq']}: the catalog column {column} differs from the entry's {field!r} "
+                    f"(edited in the catalog: `genesis-fw sql` would show {str(row[column])[:60]!r})")
+    return None
+
+
+def validate_state_file(path: Path) -> dict[str, Any]:
+    """Check a registry.json strictly (the pre-commit check): its schema and rules; with a registry.db
+    beside it, that it shows the catalog's current state; and that each listed model file exists with
+    the SHA-256 it lists. Returns the document; :class:`RegistryError` with the first problem."""
+    doc = rf.load(path)
+    db_path = path.parent / DB_FILE
+    if db_path.exists():
+        with _reading(db_path) as conn:
+            events = _events(conn)
+            rid = _registry_id(conn)
+        kind, detail = rf.standing(rf.read(path), rid, events)
+        if kind == rf.HAND_EDITED:
+            raise RegistryError(f"{detail}: registry.json matches no state of the registry catalog {db_path} "
+                                "(edited by hand?); rebuild it with `genesis-fw models repair`")
+        if kind == rf.BEHIND:
+            raise RegistryError(f"{detail}: it is behind the catalog {db_path}; bring it up with "
+                                "`genesis-fw models repair`")
+    for row in _state_models(doc):
+        file = path.parent / row["file"]
+        try:
+            now = hashlib.sha256(file.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise RegistryError(f"{path}: the file of its {row['status']} {row['name']}, {file}, is missing; "
+                                "restore it") from None
+        except OSError as exc:
+            raise RegistryError(f"{path}: {file} cannot be read: {exc.strerror or exc}") from None
+        if now != row["sha256"]:
+            raise RegistryError(f"{path}: {file} was tampered with or replaced ("
+                                f"{_hash_pair(now, row['sha256'], 'registry.json')}); restore the listed file")
+    return doc
+
+
+def registered_but_missing(ref: str, folder: Path) -> None:
+    """When the model name ``ref`` is registered in ``folder``'s registry (registry.db, or registry.json
+    without one) but its file is missing: :class:`ModelFileError` saying so. Otherwise nothing."""
+    row: dict[str, Any] | None = None
+    if (folder / DB_FILE).exists():
+        with _reading(folder / DB_FILE) as conn:
+            found = conn.execute("SELECT name, file, status FROM models WHERE name = ?", (ref,)).fetchone()
+        row = dict(found) if found is not None else None
+    else:
+        state = rf.read(folder / rf.FILE_NAME)
+        if state.doc is not None:
+            row = next((r for r in _state_models(state.doc) if r["name"] == ref), None)
+    if row is not None and not (folder / row["file"]).exists():
+        raise ModelFileError(f"{ref} is registered in {folder} (a {row['status']}), but its file "
+                             f"{folder / row['file']} is missing; restore it (or retire the model)")
 
 
 def _is_warning(note: str) -> bool:
@@ -724,5 +938,5 @@ def check_registered(loaded: LoadedModel) -> None:
             where = str(found.path)
             recorded = next((r["sha256"] for r in _state_models(found.doc) if r["name"] == loaded.name), None)
     if recorded is not None and recorded != loaded.sha256:
-        raise ModelFileError(f"{loaded.path}: tampered or replaced since it was registered (SHA-256 "
-                             f"{loaded.sha256[:12]} now, {recorded[:12]} in {where}); restore the registered file")
+        raise ModelFileError(f"{loaded.path}: tampered or replaced since it was registered "
+                             f"({_hash_pair(loaded.sha256, recorded, where)}); restore the registered file")

@@ -148,6 +148,13 @@ def validate(doc: Any, *, where: str) -> None:
             raise RegistryError(f"{where}: the challengers of {m['symbol']} {m['timeframe']} are not sorted by version")
 
 
+def json_error_text(exc: json.JSONDecodeError) -> str:
+    """``exc``'s message with its position, e.g. "Unterminated string starting at line 1 column 9"
+    (the message may already end in "at")."""
+    where = f"line {exc.lineno} column {exc.colno}"
+    return f"{exc.msg} {where}" if exc.msg.endswith(" at") else f"{exc.msg} at {where}"
+
+
 def parse(raw: bytes, *, where: str) -> dict[str, Any]:
     """A registry.json's bytes parsed (strict JSON: no NaN, no duplicate keys) and :func:`validate`-d."""
 
@@ -167,7 +174,7 @@ def parse(raw: bytes, *, where: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise RegistryError(f"{where}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise RegistryError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise RegistryError(f"{where}: not valid JSON: {json_error_text(exc)}") from None
     except (ValueError, RecursionError) as exc:
         raise RegistryError(f"{where}: not valid JSON: {one_line(exc)}") from None
     validate(doc, where=where)
@@ -231,12 +238,15 @@ def standing(found: FileState, registry_id: str | None, events: list[dict[str, A
     if found.doc is None:
         return HAND_EDITED, found.problem or "invalid"
     doc = found.doc
-    if doc["event"] is None:
-        if not events:
+    if not events:
+        if doc["event"] is None:
             return ADOPTABLE, f"{found.path} has no registry catalog yet (event null)"
-        first = events[0]
-        if first["action"] == "adopt" and first["evidence"].get("registry_json_sha256") == found.sha256:
-            return BEHIND, f"{found.path} is the file adopted by entry 1, not yet rewritten"
+        return ADOPTABLE, (f"{found.path} records event {doc['event']['seq']} of registry {doc['registry_id']} "
+                           "whose catalog is not here")
+    first = events[0]
+    if first["action"] == "adopt" and first["evidence"].get("registry_json_sha256") == found.sha256:
+        return BEHIND, f"{found.path} is the file adopted by entry 1, not yet rewritten"
+    if doc["event"] is None:
         return HAND_EDITED, f"{found.path} has event null, but the catalog has {len(events)} entries"
     if doc["registry_id"] != registry_id:
         return HAND_EDITED, f"{found.path} names registry {doc['registry_id']}, the catalog is registry {registry_id}"

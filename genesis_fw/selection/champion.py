@@ -244,10 +244,12 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
         raise RegistryError(f"the champion of {symbol} {timeframe} changed while selecting ({result['champion']} -> "
                             f"{now.name if now else None}): nothing done; run champion select again")
     if decision["action"] == "promote":
-        change = registry.promote(decision["winner"], reason=decision["reason"], evidence=evidence)
+        change = registry.promote(decision["winner"], reason=decision["reason"], evidence=evidence,
+                                  expected_champion=result["champion"])
     else:
-        change = registry.keep(symbol, timeframe, reason=decision["reason"], evidence=evidence)
-    result["decision"].update(applied=True, seq=change.seq)
+        change = registry.keep(symbol, timeframe, reason=decision["reason"], evidence=evidence,
+                               expected_champion=result["champion"])
+    result["decision"].update(applied=True, seq=change.seq, replaced=change.from_model)
     result["notes"].extend(change.notes)
     return result
 
@@ -297,7 +299,7 @@ def text_lines(result: dict[str, Any]) -> list[str]:
     if result["dry_run"]:
         lines.append(f"Dry run: would {verb}; nothing changed")
     elif d["action"] == "promote":
-        lines.append(f"Promoted {d['winner']} (was {champ}); logged as audit entry {d['seq']}")
+        lines.append(f"Promoted {d['winner']} (was {d.get('replaced') or 'none'}); logged as audit entry {d['seq']}")
     else:
         lines.append(f"Kept {champ}; the decision is logged as audit entry {d['seq']}")
     return lines
