@@ -6,8 +6,14 @@ The rule
     (:func:`genesis_fw.selection.comparison.compare`, champion first). A challenger is *eligible* when it
     passes every gate of :class:`~genesis_fw.config.ChampionConfig`:
 
+    ``file``          its registered file is there with the registered SHA-256;
+    ``comparable``    its horizon and label definition are the champion's, and its test part overlaps the
+                      period the others are compared on (:func:`overlapping`: the newest trained
+                      challenger's test part, narrowed by each older overlapping one);
     ``significance``  one-sided Diebold-Mariano test (HAC variance, lag = horizon) that its per-bar log loss
                       is below the champion's: ``p_value < alpha``;
+    ``skill``         the same test against the best constant predictor (compare's ``vs_base_rate``):
+                      shown always, blocking only with ``require_skill``;
     ``calibration``   its expected calibration error on the test period: ``ece <= max_ece``;
     ``walk_forward``  its log loss below the champion's in at least ``min_walk_forward_share`` of the
                       ``walk_forward`` windows (``walk_forward = 0``: gate off);
@@ -17,8 +23,8 @@ The rule
     Among the eligible, the lowest test log loss wins and is promoted (Registry.promote, reason
     "champion select: ...", evidence = the comparison JSON and every gate's value, threshold and result).
     Without an eligible challenger the champion is kept and the decision is logged (Registry.keep, same
-    evidence). A challenger whose horizon or label definition differs from the champion's cannot be
-    compared on the same labels: it fails the ``comparable`` gate and stays out of the comparison.
+    evidence). A challenger failing ``file`` or ``comparable`` stays out of the comparison; the others are
+    still compared (one bad challenger never stops the market).
 
 No challenger
     Nothing to decide: one line, exit 0, nothing logged (an audit entry per idle run would bury the
@@ -29,8 +35,9 @@ No champion
     (:func:`genesis_fw.ml.model_evaluation.evaluate`), the significance gate tests it against the best
     constant base rate (its training or validation part's up-rate, whichever has the lower log loss;
     :func:`genesis_fw.ml.evaluation.loss_difference_test`) and the calibration gate applies; the
-    walk-forward and Sharpe gates are skipped (there is no champion to beat). The lowest test log loss
-    among the eligible is promoted.
+    walk-forward and Sharpe gates are skipped (there is no champion to beat). Only challengers scored on
+    the same rows and labels as the newest one are ranked (the others fail ``comparable``); the lowest
+    test log loss among the eligible is promoted.
 
 Units: log loss in nats per bar, ECE a probability, shares 0..1, Sharpe ratios annualised.
 """

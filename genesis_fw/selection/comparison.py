@@ -20,7 +20,9 @@ What :func:`compare` does (docs/CHAMPION_SELECTION.md, "Comparing models"):
    per-row log-loss differences ``d = loss_candidate - loss_baseline`` (nats, below 0 where the candidate
    does better): Diebold-Mariano with a HAC variance, lag = horizon (one-sided, candidate better;
    :func:`genesis_fw.ml.evaluation.loss_difference_test`) and a block-bootstrap confidence interval of
-   the mean of ``d`` (:func:`genesis_fw.selection.stats.block_bootstrap_ci`).
+   the mean of ``d`` (:func:`genesis_fw.selection.stats.block_bootstrap_ci`). The constant predictors of
+   :func:`base_rates` are scored on the same rows, and every model is tested the same way against the
+   best of them (``vs_base_rate``), so "no skill over the base rate" shows whatever the baseline.
 5. Backtests each model through the ``ml_model`` strategy on the same candles with the same costs
    (:func:`genesis_fw.backtest.engine.run`; start = the period's first bar, end = the end of its last
    bar, so ``genesis-fw backtest strategy=ml_model strategy.model=NAME --start START --end END`` gives
@@ -29,7 +31,8 @@ What :func:`compare` does (docs/CHAMPION_SELECTION.md, "Comparing models"):
    block bootstrap of the Sharpe difference and each model's probabilistic Sharpe ratio.
 6. With ``walk_forward=K``: the labelled bars after the first ``train.fractions[0]`` share of all of
    them (up to ``end``) are cut into K consecutive windows of equal row counts; for each window every
-   trained model is refitted on the past only (:func:`refit`), hand-set baselines are used as they are,
+   trained model is refitted on the past only, its calibration method chosen again on that past
+   (:func:`refit`), hand-set baselines are used as they are,
    and each model's log loss on the window is reported with the number of windows in which each
    candidate's log loss is below the baseline's.
 

@@ -117,7 +117,7 @@ def comparison_text(result: dict[str, Any]) -> list[str]:
              "  " + f"{'':<40}" + "".join(f"{n:>{width}}" for n in names)]
     constants = result.get("constants") or []
     if constants:
-        lines[-1] += "".join(f"{c['name'][:width - 2]:>{width}}" for c in constants)
+        lines[-1] += "".join(f"{'const ' + format(c['rate'], '.4f'):>{width}}" for c in constants)
     for key, label, kind in SCORE_ROWS:
         lines.append("  " + f"{label[:40]:<40}" + "".join(f"{cell(m['scores'].get(key), kind):>{width}}"
                                                           for m in models)
@@ -125,7 +125,7 @@ def comparison_text(result: dict[str, Any]) -> list[str]:
     if constants:
         lines.append("  " + f"{'DM p-value vs the best constant':<40}" + "".join(
             f"{cell((m.get('vs_base_rate') or {}).get('dm', {}).get('p_value'), 'p'):>{width}}" for m in models))
-        lines.append("Constant predictors (columns on the right): " + "; ".join(
+        lines.append("Constant predictors (the const columns): " + "; ".join(
             f"{c['name']} = {c['rate']:.4f}, {c['source']}" for c in constants))
         lines.extend(base_rate_line(m) for m in models)
     if any(m["backtest"] for m in models):
