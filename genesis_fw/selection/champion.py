@@ -51,7 +51,7 @@ import attrs
 from ..config import ChampionConfig, RuntimeConfig
 from ..data.store import CandleStore
 from ..data.timeframes import check_symbol, check_timeframe
-from ..errors import DataError, ModelFileError, RegistryError
+from ..errors import ConfigError, DataError, ModelFileError, RegistryError
 
 #: Gate names, in display order.
 GATES = ("file", "comparable", "significance", "skill", "calibration", "walk_forward", "sharpe")
@@ -335,8 +335,13 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
                 if own is not None:
                     result["notes"].append(f"the test part of {champ.name} ({_span(own)}) does not overlap the "
                                            f"challengers' ({_span(common)}): compared on the challengers'")
-            comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
-                                 progress=progress, **period)
+            try:
+                comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
+                                     progress=progress, **period)
+            except (ConfigError, DataError) as exc:  # compare's advice names its own options (--start/--end)
+                text = str(exc).split("; give ")[0]
+                raise type(exc)(f"champion select {symbol} {timeframe}: comparing {champ.name} with "
+                                f"{', '.join(m.name for m in kept)}: {text}") from exc
             result["comparison"] = comparison
             by_name = gates_against_champion(comparison, cc)
             scores = {m["name"]: float(m["scores"]["log_loss"]) for m in comparison["models"]}
