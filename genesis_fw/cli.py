@@ -708,7 +708,10 @@ def _evaluation_text(result: dict) -> list[str]:
     if test:
         lines.insert(-1, f"Significance against {test['baseline']} (Diebold-Mariano on the per-row log-loss "
                          f"differences, HAC lag {test['lag']} rows): mean difference {test['mean_difference']:.6f} "
-                         f"nats, p {test['p_value']:.4g}")
+                         f"nats, p {test['p_value']:.4g}"
+                         + (f" ({test['kernel']} kernel, Harvey-Leybourne-Newbold t test)" if "kernel" in test else ""))
+        if test.get("fallback"):
+            lines.insert(-1, f"  Note: {test['fallback']}")
     return lines
 
 
@@ -874,8 +877,9 @@ def compare(ctx: click.Context, args: tuple[str, ...], start: str | None, end: s
             output: Path | None, fmt: str, no_report: bool, no_backtest: bool, config_file: Path | None) -> None:
     """Compare models on the same period and labels: scores, significance, backtests, walk-forward.
 
-    The first NAME is the baseline; each other model is tested against it: Diebold-Mariano (HAC, lag =
-    horizon) and a block-bootstrap interval of the mean per-bar log-loss difference, and for the
+    The first NAME is the baseline; each other model is tested against it: Diebold-Mariano (uniform-kernel
+    HAC over horizon - 1 lags, Harvey-Leybourne-Newbold t test) and a block-bootstrap interval of the
+    mean per-bar log-loss difference, and for the
     ml_model backtests (same candles, same costs) a bootstrap of the Sharpe difference and each one's
     probabilistic Sharpe ratio. NAME is a model file path or a name {symbol}_{timeframe}_v{N} in the
     models folder; symbol, timeframe, horizon and labels come from the files and must agree.

@@ -99,7 +99,8 @@ def test_seed_case_works_out_of_the_box(setup):
     assert any("tBTCUSD_1h_v1 is a hand-set baseline" in n for n in result["notes"])
     (pair,) = result["pairs"]
     assert pair["baseline"] == "tBTCUSD_1h_v1" and pair["candidate"] == "tBTCUSD_1h_v2"
-    assert pair["dm"]["lag"] == doc["horizon"]
+    dm = pair["dm"]
+    assert (dm["horizon"], dm["lag"], dm["kernel"]) == (doc["horizon"], doc["horizon"] - 1, "uniform")
     assert pair["bootstrap"]["low"] <= pair["log_loss_difference"] <= pair["bootstrap"]["high"]
     assert pair["sharpe"] is not None
     assert result["walk_forward"]["k"] == K and len(result["walk_forward"]["windows"]) == K

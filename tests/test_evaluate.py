@@ -223,7 +223,9 @@ def test_printed_table_matches_the_saved_figures(trained):
     assert f"Verdict: {saved['verdict']}" in out
     test = saved["test"]
     assert (f"Significance against {test['baseline']} (Diebold-Mariano on the per-row log-loss differences, HAC lag "
-            f"{test['lag']} rows): mean difference {test['mean_difference']:.6f} nats, p {test['p_value']:.4g}") in out
+            f"{test['lag']} rows): mean difference {test['mean_difference']:.6f} nats, p {test['p_value']:.4g} "
+            f"(uniform kernel, Harvey-Leybourne-Newbold t test)") in out
+    assert (test["horizon"], test["lag"]) == (HORIZON, HORIZON - 1)
     assert f"Wrote results/evaluate_{name}_test.html, results/evaluate_{name}_test.json" in out
 
 

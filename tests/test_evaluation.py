@@ -194,45 +194,111 @@ def _per_row_log_loss(y, p):
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-@pytest.mark.parametrize("lag", [0, 1, 5, 20])
-def test_loss_difference_test_equals_statsmodels_hac(lag):
+@pytest.mark.parametrize("horizon", [1, 2, 5, 20])
+def test_loss_difference_test_equals_statsmodels_hac(horizon):
     # statsmodels is the independent reference: OLS of the differences on a constant with a HAC
-    # (Newey-West, Bartlett kernel) covariance gives the same t statistic.
+    # covariance, truncated uniform kernel with h - 1 lags (Diebold & Mariano 1995), gives the t statistic;
+    # Harvey, Leybourne & Newbold (1997) scale it by sqrt((n + 1 - 2h + h(h - 1)/n) / n) and read it
+    # against Student's t with n - 1 degrees of freedom.
     import statsmodels.api as sm
+    from scipy.stats import t as student_t
+    from statsmodels.stats.sandwich_covariance import weights_uniform
 
     data = logreg_on_sample()
     y, p = data["test"]["y"], data["test"]["p"]
     rate = data["train_rate"]
-    result = evaluation.loss_difference_test(y, p, np.full(len(y), rate), lag=lag)
+    result = evaluation.loss_difference_test(y, p, np.full(len(y), rate), horizon)
     d = _per_row_log_loss(y, p) - _per_row_log_loss(y, np.full(len(y), rate))
-    ols = sm.OLS(d, np.ones((len(d), 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lag, "use_correction": False})
-    assert result["statistic"] == pytest.approx(float(ols.tvalues[0]), rel=1e-9)
+    n, h = len(d), horizon
+    ols = sm.OLS(d, np.ones((n, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": h - 1, "use_correction": False,
+                                                                   "weights_func": weights_uniform})
+    expected = float(ols.tvalues[0]) * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    assert result["statistic"] == pytest.approx(expected, rel=1e-9)
     assert result["mean_difference"] == pytest.approx(float(d.mean()), rel=1e-12)
-    from scipy.stats import norm
-
-    assert result["p_value"] == pytest.approx(float(norm.cdf(ols.tvalues[0])), rel=1e-9)
-    assert (result["lag"], result["n"]) == (lag, len(y))
+    assert result["p_value"] == pytest.approx(float(student_t.cdf(expected, n - 1)), rel=1e-9)
+    assert (result["lag"], result["horizon"], result["kernel"], result["n"]) == (h - 1, h, "uniform", n)
+    assert result["fallback"] is None
     json.dumps(result, allow_nan=False)
 
 
-def test_hac_mean_test_false_positive_rate_on_ar1_differences():
-    # Differences with mean 0 (no skill) but autocorrelated, as overlapping labels make them: a test
-    # at alpha 0.05 must reject about 5 % of the time. Without the HAC variance (lag 0) it rejects
-    # far more often, which the second figure shows.
+def test_a_non_positive_uniform_variance_falls_back_to_bartlett_and_says_so():
+    # An alternating series has a negative rectangular long-run variance at 1 lag (g0 + 2 g1 < 0); the
+    # Bartlett estimate with twice the lags is positive (it matches statsmodels' Newey-West).
+    import statsmodels.api as sm
+
+    d = np.tile([1.0, -1.0], 50) + np.linspace(-0.3, 0.1, 100)
+    result = evaluation.hac_mean_test(d, 2)
+    assert result["kernel"] == "bartlett" and result["lag"] == 2
+    assert "not positive" in result["fallback"] and "Bartlett" in result["fallback"]
+    n, h = d.size, 2
+    ols = sm.OLS(d, np.ones((n, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": 2, "use_correction": False})
+    expected = float(ols.tvalues[0]) * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    assert result["statistic"] == pytest.approx(expected, rel=1e-9)
+
+
+def _ma_differences(rng, reps, n, h):
+    """``reps`` series of ``n`` per-bar differences with mean 0 that are MA(h - 1), as labels over h bars
+    make them: each is the sum of h consecutive independent normals."""
+    e = np.cumsum(np.pad(rng.standard_normal((reps, n + h - 1)), ((0, 0), (1, 0))), axis=1)
+    return e[:, h:] - e[:, :-h]
+
+
+def _overlapping_label_differences(rng, reps, n, h, *, edge=0.0):
+    """Per-bar log-loss differences of two models on a random-walk price, label = up over the next ``h``
+    bars. Both models' probabilities are persistent (moving averages of 50 bars of their own noise), as
+    features make them; with ``edge`` > 0 the first model also sees ``edge`` times the future move."""
+    price = np.cumsum(rng.standard_normal((reps, n + h)), axis=1)
+    move = price[:, h:] - price[:, :n]
+    y = (move > 0).astype(float)
+
+    def probabilities(extra):
+        c = np.cumsum(np.pad(rng.standard_normal((reps, n + 50)), ((0, 0), (1, 0))), axis=1)
+        z = (c[:, 50:] - c[:, :-50])[:, :n] / 50
+        return 1 / (1 + np.exp(-(3 * z + extra)))
+
+    def loss(p):
+        return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+    return loss(probabilities(edge * move / np.sqrt(h))) - loss(probabilities(0.0))
+
+
+# At alpha 0.05 a test that holds its size rejects 5 % of the series with no true difference. With 600
+# series the share of rejections has a standard deviation of 0.0089, so [0.025, 0.08] is over 2.8 of
+# them either side of 0.05 (the upper bound is looser since a small excess is the known small-sample
+# bias of a long-run variance). The old Bartlett variance with lag h rejected 0.08-0.10 at h >= 5.
+FPR_REPS, FPR_LOW, FPR_HIGH = 600, 0.025, 0.08
+
+
+@pytest.mark.parametrize("horizon", [1, 5, 20])
+def test_false_positive_rate_on_ma_differences_is_near_alpha(horizon):
+    rng = np.random.default_rng(2024 + horizon)
+    d = _ma_differences(rng, FPR_REPS, 2000, horizon)
+    rate = np.mean([evaluation.hac_mean_test(row, horizon)["p_value"] < 0.05 for row in d])
+    assert FPR_LOW <= rate <= FPR_HIGH, rate
+
+
+def test_false_positive_rate_on_overlapping_labels_of_two_no_skill_models_is_near_alpha():
+    rng = np.random.default_rng(99)
+    h = 20
+    d = _overlapping_label_differences(rng, FPR_REPS, 2000, h)
+    rate = np.mean([evaluation.hac_mean_test(row, h)["p_value"] < 0.05 for row in d])
+    assert FPR_LOW <= rate <= FPR_HIGH, rate
+
+
+def test_a_model_that_sees_part_of_the_future_move_is_found_better():
+    rng = np.random.default_rng(5)
+    h = 20
+    d = _overlapping_label_differences(rng, 50, 2000, h, edge=1.0)
+    hits = sum(evaluation.hac_mean_test(row, h)["p_value"] < 0.05 for row in d)
+    assert hits >= 45, hits
+
+
+def test_without_the_autocovariances_the_test_rejects_far_too_often():
+    # the same MA(19) differences tested as if the labels did not overlap (horizon 1): the variance
+    # ignores the autocorrelation and the test rejects far more than 5 %, so the horizon matters.
     rng = np.random.default_rng(12345)
-    reps, n, phi, lag = 400, 2000, 0.5, 20
-    rejected = {lag: 0, 0: 0}
-    for _ in range(reps):
-        e = rng.normal(size=n + 100)
-        d = np.empty_like(e)
-        d[0] = e[0]
-        for t in range(1, e.size):
-            d[t] = phi * d[t - 1] + e[t]
-        d = d[100:]
-        for L in rejected:
-            rejected[L] += evaluation.hac_mean_test(d, lag=L)["p_value"] < 0.05
-    assert 0.02 <= rejected[lag] / reps <= 0.09, rejected
-    assert rejected[0] / reps > 0.1, rejected
+    d = _ma_differences(rng, 200, 2000, 20)
+    assert np.mean([evaluation.hac_mean_test(row, 1)["p_value"] < 0.05 for row in d]) > 0.2
 
 
 def test_hac_mean_test_finds_a_real_improvement():
@@ -241,7 +307,7 @@ def test_hac_mean_test_finds_a_real_improvement():
     for _ in range(50):
         e = rng.normal(size=n)
         d = -0.15 + e + 0.5 * np.r_[0.0, e[:-1]]
-        hits += evaluation.hac_mean_test(d, lag=5)["p_value"] < 0.05
+        hits += evaluation.hac_mean_test(d, 5)["p_value"] < 0.05
     assert hits >= 45
 
 
@@ -254,13 +320,14 @@ def test_verdict_needs_significance_for_skill():
     p[int(np.argmax(y))] += 1e-7  # one row a hair better: a meaningless improvement
     tiny = evaluation.scores(y, p)
     assert tiny["log_loss"] < base["train_rate"]["log_loss"]
-    test = evaluation.loss_difference_test(y, p, np.full(1000, rate), lag=20)
+    test = evaluation.loss_difference_test(y, p, np.full(1000, rate), 20)
     text = evaluation.verdict(tiny, base, test=test)
     assert text.startswith("no significant skill: log loss "), text
-    assert "Diebold-Mariano" in text and "lag 20" in text and f"p = {test['p_value']:.3f}" in text
+    how = "Diebold-Mariano, Harvey-Leybourne-Newbold t test, HAC lag 19, uniform kernel)"
+    assert f"p = {test['p_value']:.3f} by {how}" in text, text
     good_p = np.where(y == 1, 0.7, 0.3)
     good = evaluation.scores(y, good_p)
-    test = evaluation.loss_difference_test(y, good_p, np.full(1000, rate), lag=20)
+    test = evaluation.loss_difference_test(y, good_p, np.full(1000, rate), 20)
     assert evaluation.verdict(good, base, test=test).startswith("skill: log loss ")
     assert "p < 1e-15" in evaluation.verdict(good, base, test=test)
     assert evaluation.verdict(good, base, test={**test, "p_value": 0.01}, alpha=0.005).startswith("no significant")
@@ -268,7 +335,7 @@ def test_verdict_needs_significance_for_skill():
     assert evaluation.verdict(worse, base, test=test).startswith("no skill: ")
 
 
-def test_summary_tests_against_the_best_baseline_with_the_horizon_as_lag():
+def test_summary_tests_against_the_best_baseline_over_the_horizon():
     rng = np.random.default_rng(1)
     y = (rng.random(500) < 0.5).astype(int)
     p = np.full(500, 0.5)
@@ -277,5 +344,24 @@ def test_summary_tests_against_the_best_baseline_with_the_horizon_as_lag():
                                 model={"name": "m", "model_type": "logreg", "symbol": "tBTCUSD",
                                        "timeframe": "1h", "horizon": 20},
                                 period={"start": "a", "end": "b"})
-    assert result["test"]["lag"] == 20 and result["test"]["baseline"] == "train_rate"
+    assert result["test"]["horizon"] == 20 and result["test"]["lag"] == 19
+    assert result["test"]["baseline"] == "train_rate"
     assert result["verdict"].startswith(("no significant skill", "no skill")), result["verdict"]
+
+
+def test_the_fallback_is_said_in_the_verdict_and_by_evaluate():
+    from genesis_fw.cli import _evaluation_text
+
+    # labels alternating up/down and a constant model: the loss differences alternate, so the uniform
+    # long-run variance over 1 lag (horizon 2) is negative and the Bartlett fallback is used
+    y = np.tile([1, 0], 200)
+    result = evaluation.summary(y, np.full(400, 0.6), {"method": "none"}, {"train_rate": 0.5}, split="test",
+                                model={"name": "m", "model_type": "logreg", "symbol": "tBTCUSD",
+                                       "timeframe": "1h", "horizon": 2},
+                                period={"start": "2019-01-01T00:00", "end": "2019-01-17T15:00"})
+    test = result["test"]
+    assert test["kernel"] == "bartlett" and test["lag"] == 2 and "not positive" in test["fallback"]
+    assert f"  Note: {test['fallback']}" in _evaluation_text(result)
+    better = {**result["baselines"]["train_rate"], "log_loss": 0.1}
+    text = evaluation.verdict(better, result["baselines"], test=test)
+    assert "HAC lag 2, bartlett kernel (the uniform one was not positive)" in text, text

@@ -283,6 +283,18 @@ def test_append_mirror_reports_an_unwritable_mirror_in_a_note(tmp_path: Path) ->
 
 # --- any single-byte change is detected -------------------------------------------------------------
 
+@pytest.mark.parametrize("number", ["2e596", "-2e596", "NaN", "Infinity"])
+def test_a_number_edited_beyond_what_json_can_hold_is_named_not_a_crash(tmp_path: Path, number: str) -> None:
+    lines = _chain(3)
+    tampered = [*lines]
+    tampered[1] = lines[1].replace('"pid":42', f'"pid":{number}')
+    assert tampered[1] != lines[1]
+    cat, mir = _both(lines, tampered, tmp_path)
+    for first in (mir.mirror_problems[0], cat.problems[0]):
+        assert first.startswith("line 2: ") and "edited" in first
+    assert mir.problems == []   # the catalog itself is intact
+
+
 CHAIN = _chain(5)
 
 

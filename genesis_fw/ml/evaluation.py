@@ -15,8 +15,9 @@ Expected calibration error (ECE): the [0, 1] range is cut into ``bins`` equal-wi
 p in (k/bins, (k+1)/bins], the first bin also 0 (the binning of ``sklearn.calibration.calibration_curve``
 with ``strategy="uniform"``). ECE = sum over non-empty bins of (count / n) * |mean p - observed up-rate|.
 
-Significance: :func:`loss_difference_test` (Diebold-Mariano on the per-row log-loss differences, with a
-Newey-West variance over ``lag`` rows because overlapping labels make them autocorrelated) decides whether
+Significance: :func:`loss_difference_test` (Diebold-Mariano on the per-row log-loss differences, with the
+uniform-kernel long-run variance over h - 1 lags because labels over h bars overlap, and the
+Harvey-Leybourne-Newbold small-sample correction with Student-t critical values) decides whether
 :func:`verdict` says "skill" or "no significant skill".
 """
 
@@ -177,18 +178,29 @@ def per_row_log_loss(y: Any, p: Any) -> np.ndarray:
     return -(yv * np.log(pc) + (1 - yv) * np.log1p(-pc))
 
 
-def hac_mean_test(d: Any, lag: int) -> dict[str, Any]:
-    """Is the mean of the series ``d`` below 0? A one-sided z test with a Newey-West (HAC) variance.
+def hac_mean_test(d: Any, horizon: int) -> dict[str, Any]:
+    """Is the mean of the series ``d`` below 0? The Diebold-Mariano test with the Harvey-Leybourne-Newbold
+    correction, one-sided, for differences of forecasts ``horizon`` rows (bars) ahead.
 
-    The variance of the mean is S / n with S = g_0 + 2 * sum_{j=1..lag} (1 - j / (lag + 1)) * g_j (Bartlett
-    weights), g_j = (1/n) * sum_t (d_t - mean)(d_{t-j} - mean): the long-run variance, which accounts for
-    autocorrelation up to ``lag`` rows (the same as statsmodels' OLS on a constant with
-    ``cov_type="HAC"``, ``maxlags=lag``, ``use_correction=False``). ``statistic`` = mean / sqrt(S / n);
-    ``p_value`` = Phi(statistic), the normal probability of a mean this low or lower when the true mean
-    is 0. Returns ``{"statistic", "p_value", "mean_difference", "lag", "n"}``; ``statistic`` is ``None``
-    when S is 0 (all values equal; ``p_value`` is then 0 for a negative mean, else 1).
+    Forecasts over h rows whose outcomes overlap make ``d`` (at least) MA(h - 1): its autocovariances
+    g_j = (1/n) * sum_t (d_t - mean)(d_{t-j} - mean) vanish beyond lag h - 1. The long-run variance is
+    S = g_0 + 2 * sum_{j=1..h-1} g_j, the truncated uniform (rectangular) kernel of Diebold & Mariano
+    (1995) (statsmodels' OLS on a constant with ``cov_type="HAC"``, ``maxlags=h - 1``,
+    ``weights_func=weights_uniform``, ``use_correction=False``). ``statistic`` = mean / sqrt(S / n) times
+    sqrt((n + 1 - 2h + h(h - 1)/n) / n), the small-sample factor of Harvey, Leybourne & Newbold (1997);
+    ``p_value`` = the Student-t (n - 1 degrees of freedom) probability of a statistic this low or lower
+    when the true mean is 0. Bartlett weights (Newey-West) at lag h, used before, underestimate S for
+    MA(h - 1) series and rejected about 0.09 instead of 0.05 at h = 20 (docs/ML_TRAINING.md).
+
+    The rectangular S can come out 0 or negative (strongly negatively autocorrelated ``d``); then S is
+    the Bartlett estimate with 2(h - 1) lags, weights 1 - j / (2h - 1), which is never negative, and
+    ``fallback`` says so (``None`` otherwise). Returns ``{"statistic", "p_value", "mean_difference",
+    "lag", "n", "horizon", "kernel", "df", "small_sample_factor", "fallback"}``: ``lag`` the number of
+    autocovariances in S (h - 1, or 2(h - 1) after the fallback), ``kernel`` ``"uniform"`` or
+    ``"bartlett"``. ``statistic`` is ``None`` when S is 0 also after the fallback (all values equal;
+    ``p_value`` is then 0 for a negative mean, else 1).
     """
-    from scipy.stats import norm
+    from scipy.stats import t as student_t
 
     dv = np.asarray(d, dtype=np.float64)
     if dv.ndim != 1 or dv.size < 2:
@@ -196,35 +208,43 @@ def hac_mean_test(d: Any, lag: int) -> dict[str, Any]:
     if not np.isfinite(dv).all():
         raise DataError("the series to test holds NaN or infinite values")
     n = int(dv.size)
-    if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or not 0 <= int(lag) < n:
-        raise DataError(f"invalid HAC lag {lag!r}: expected a whole number in [0, {n - 1}] (rows)")
-    lag = int(lag)
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= int(horizon) < n:
+        raise DataError(f"invalid forecast horizon {horizon!r}: expected a whole number in [1, {n - 1}] (rows)")
+    h = int(horizon)
     mean = float(dv.mean())
     dc = dv - mean
-    s = float(dc @ dc) / n
-    for j in range(1, lag + 1):
-        s += 2.0 * (1.0 - j / (lag + 1)) * float(dc[j:] @ dc[:-j]) / n
+    lags = min(2 * (h - 1), n - 1)
+    g = np.array([float(dc[j:] @ dc[:n - j]) / n for j in range(lags + 1)])
+    lag, kernel, fallback = h - 1, "uniform", None
+    s = float(g[0] + 2.0 * g[1:h].sum())
+    if s <= 0.0 and h > 1:
+        j = np.arange(1, lags + 1)
+        s_uniform, lag, kernel = s, lags, "bartlett"
+        s = float(g[0] + 2.0 * ((1.0 - j / (lags + 1)) * g[1:]).sum())
+        fallback = (f"the uniform-kernel long-run variance over {h - 1} lags is not positive ({s_uniform:.3g}); "
+                    f"used the Bartlett estimate over {lags} lags instead")
+    factor = math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
     if s <= 0.0:
         stat, pval = None, (0.0 if mean < 0 else 1.0)
     else:
-        stat = mean / math.sqrt(s / n)
-        pval = float(norm.cdf(stat))
-    return {"statistic": stat, "p_value": pval, "mean_difference": mean, "lag": lag, "n": n}
+        stat = mean / math.sqrt(s / n) * factor
+        pval = float(student_t.cdf(stat, n - 1))
+    return {"statistic": stat, "p_value": pval, "mean_difference": mean, "lag": lag, "n": n, "horizon": h,
+            "kernel": kernel, "df": n - 1, "small_sample_factor": factor, "fallback": fallback}
 
 
-def loss_difference_test(y: Any, p_model: Any, p_base: Any, lag: int) -> dict[str, Any]:
+def loss_difference_test(y: Any, p_model: Any, p_base: Any, horizon: int) -> dict[str, Any]:
     """Diebold-Mariano test: is the model's log loss below the baseline's by more than chance?
 
     The per-row differences ``d_t = loss_model_t - loss_base_t`` (:func:`per_row_log_loss`, nats; below
     0 where the model does better) are tested with :func:`hac_mean_test` (one-sided, against a true
     mean of 0; a small ``p_value`` means the model is significantly better). Labels over a horizon
-    of h bars overlap, which makes neighbouring differences correlated; pass ``lag`` = the horizon h in
-    rows (bars) so the variance accounts for it. ``p_base`` is the baseline's probabilities (a constant
-    rate as an array). Returns ``{"statistic", "p_value", "mean_difference", "lag", "n"}``, JSON-ready,
-    for :func:`verdict`'s ``test``.
+    of h bars overlap, which makes neighbouring differences correlated up to h - 1 rows apart; pass
+    ``horizon`` = h in rows (bars). ``p_base`` is the baseline's probabilities (a constant rate as an
+    array). Returns :func:`hac_mean_test`'s dict, JSON-ready, for :func:`verdict`'s ``test``.
     """
     d = per_row_log_loss(y, p_model) - per_row_log_loss(y, p_base)
-    return hac_mean_test(d, lag)
+    return hac_mean_test(d, horizon)
 
 
 def _p_text(p: float) -> str:
@@ -232,14 +252,24 @@ def _p_text(p: float) -> str:
     return f"= {p:.3f}" if p >= 0.001 else (f"= {p:.1e}" if p >= 1e-15 else "< 1e-15")
 
 
+def _test_text(test: dict[str, Any]) -> str:
+    """How the p-value was found, e.g. "Diebold-Mariano, Harvey-Leybourne-Newbold t test, HAC lag 19, uniform
+    kernel"; a test dict without ``kernel`` (recorded before the kernel was) reads "Diebold-Mariano with HAC lag L"."""
+    kernel = test.get("kernel")
+    if kernel is None:
+        return f"Diebold-Mariano with HAC lag {test['lag']}"
+    note = " (the uniform one was not positive)" if test.get("fallback") else ""
+    return f"Diebold-Mariano, Harvey-Leybourne-Newbold t test, HAC lag {test['lag']}, {kernel} kernel{note}"
+
+
 def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, Any]], *,
             test: dict[str, Any] | None = None, alpha: float = 0.05) -> str:
     """One plain sentence: has the model skill against the best constant baseline (lowest log loss)?
 
     * "no skill: ..." when the model's log loss is not strictly below the best baseline's;
-    * "no significant skill: log loss X vs base rate Y (skill Z %, p = P by Diebold-Mariano with HAC
-      lag L) ..." when it is below but ``test`` (:func:`loss_difference_test` against that baseline) has
-      ``p_value >= alpha``;
+    * "no significant skill: log loss X vs base rate Y (skill Z %, p = P by Diebold-Mariano,
+      Harvey-Leybourne-Newbold t test, HAC lag L, uniform kernel) ..." when it is below but ``test``
+      (:func:`loss_difference_test` against that baseline) has ``p_value >= alpha``;
     * "skill: ..." when it is below and significant (``p_value < alpha``); without a ``test`` the sentence
       says "skill: ... (log-loss skill Z %) ...; significance not tested".
 
@@ -265,8 +295,7 @@ def verdict(model_scores: dict[str, Any], baseline_scores: dict[str, dict[str, A
         return f"skill: log loss {ll_t} vs base rate {ll_bt} (log-loss skill {sk['log_loss_skill'] * 100:.2f} %) " \
                f"against {name}; {brier}; significance not tested"
     pval = float(test["p_value"])
-    tested = (f"(skill {sk['log_loss_skill'] * 100:.2f} %, p {_p_text(pval)} by Diebold-Mariano with HAC lag "
-              f"{test['lag']})")
+    tested = (f"(skill {sk['log_loss_skill'] * 100:.2f} %, p {_p_text(pval)} by {_test_text(test)})")
     head = "skill" if pval < alpha else "no significant skill"
     return f"{head}: log loss {ll_t} vs base rate {ll_bt} {tested} against {name}; {brier}"
 
@@ -282,7 +311,7 @@ def summary(
     period: dict[str, str],
     threshold: float = 0.5,
     bins: int = 10,
-    lag: int | None = None,
+    horizon: int | None = None,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Everything an evaluation reports, laid out as
@@ -294,9 +323,9 @@ def summary(
     model_type, symbol, timeframe, horizon}``; ``split`` the part's name; ``period`` ``{start, end}``
     (UTC ISO of the first and last labelled bar). ``skill`` holds the skill against every baseline.
     ``test`` is :func:`loss_difference_test` of the calibrated probabilities against the best baseline
-    (lowest log loss; its name under ``"baseline"``) with HAC ``lag`` rows (default: the model's
-    ``horizon``, whose overlapping labels make the loss differences autocorrelated), and the
-    ``verdict`` uses it at significance level ``alpha``.
+    (lowest log loss; its name under ``"baseline"``) for forecasts ``horizon`` rows ahead (default: the
+    model's ``horizon``, whose overlapping labels make the loss differences autocorrelated; at least 1,
+    at most the rows - 1), and the ``verdict`` uses it at significance level ``alpha``.
     """
     from .calibration import apply
 
@@ -306,9 +335,9 @@ def summary(
     best = min(base, key=lambda k: base[k]["log_loss"]) if base else None
     test = None
     if best is not None:
-        lag = int(model.get("horizon", 0)) if lag is None else lag
+        h = int(model.get("horizon", 1)) if horizon is None else horizon
         test = {**loss_difference_test(y, p, np.full(np.asarray(p).size, float(rates[best])),
-                                       min(lag, max(np.asarray(p).size - 1, 0))), "baseline": best}
+                                       max(1, min(h, np.asarray(p).size - 1))), "baseline": best}
     return {
         "model": dict(model),
         "split": split,

@@ -213,7 +213,7 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         model_scores = evaluation.scores(y, p)
         bases = evaluation.baselines(y, rates)
         best_base = min(bases, key=lambda name: bases[name]["log_loss"])
-        test = evaluation.loss_difference_test(y, p, np.full(y.size, rates[best_base]), lag=tc.horizon)
+        test = evaluation.loss_difference_test(y, p, np.full(y.size, rates[best_base]), tc.horizon)
         report[part] = {"model": model_scores, "raw": evaluation.scores(y, raw[part]), "baselines": bases,
                         "skill": {name: evaluation.skill(model_scores, b) for name, b in bases.items()},
                         "test": {"baseline": best_base, **test}}

@@ -133,6 +133,10 @@ def _parse(number: int, raw: bytes, *, torn: bool = False) -> _Line:
         entry = json.loads(text)
     except ValueError as exc:
         return _Line(number, text, None, f"not JSON ({exc.msg} at column {exc.colno})", torn)
+    try:
+        canonical(entry)   # json.loads takes NaN, Infinity and 2e596 (inf); no entry can hold them
+    except ValueError:
+        return _Line(number, text, None, "holds a number JSON cannot represent (NaN or out of range: edited)", torn)
     if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int) or isinstance(entry["seq"], bool) \
             or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("prev_sha256"), str):
         return _Line(number, text, None, "not an audit entry (no integer seq, sha256 and prev_sha256)", torn)
