@@ -380,6 +380,8 @@ def backtest(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, 
         cfg = engine_mod.with_period(cfg, period)
     store = _store(ctx)
     if cfg.output:
+        written = [p for k, p in runs.output_paths(Path(cfg.output)).items() if k != "report" or not no_report]
+        check_not_registry(written, cfg.registry.audit_log)
         runs.check_outputs(Path(cfg.output), store, report=not no_report)
     result = engine_mod.run(cfg, store, path=engine.replace("-", "_"), progress=True, strict_data=strict_data)
     for note in result.notes:
@@ -713,13 +715,61 @@ def _evaluation_text(result: dict) -> list[str]:
     return lines
 
 
-def _page_targets(store, html: Path, *, report: bool) -> dict[str, Path]:
+#: Names of the model registry's files (and the models folder's version bookkeeping), never written as outputs.
+_REGISTRY_FILES = ("registry.json", ".registry.lock", ".versions.json", ".lock")
+
+
+def _is_model_file(path: Path) -> bool:
+    """Whether ``path`` is an existing model file (a JSON document with a model's keys)."""
+    import json
+
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"model_type", "horizon", "features", "calibration"} <= set(doc)
+
+
+def check_not_registry(paths, audit_log: str | None = None) -> None:
+    """Refuse (one-line :class:`OutputError`) output files that would overwrite models or the registry:
+    anything inside the models folder (--models-dir / $GENESIS_MODELS_DIR / config/models), a model file
+    anywhere, a file named like the registry's own (registry.json, registry.db*, .registry.lock,
+    .versions.json, .lock) and the audit log mirror (--audit-log / $GENESIS_AUDIT_LOG / ``audit_log``, the
+    run config's registry.audit_log / logs/champion_selection.jsonl)."""
+    from .errors import OutputError
+    from .ml.model_file import default_models_dir
+    from .registry.registry import audit_log_path
+
+    if audit_log is None and not os.environ.get("GENESIS_AUDIT_LOG"):
+        from .config import RuntimeConfig
+
+        audit_log = RuntimeConfig.load(None, {}).registry.audit_log
+    models = Path(os.path.realpath(default_models_dir()))
+    audit = Path(os.path.realpath(audit_log_path(audit_log)))
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        if real == models or models in real.parents:
+            raise OutputError(f"{path} is inside the models folder {models} (model files and the model registry); "
+                              "choose another path")
+        if real.name in _REGISTRY_FILES or real.name.startswith("registry.db"):
+            raise OutputError(f"{path} would overwrite a model registry file ({real.name}); choose another path")
+        if real == audit:
+            raise OutputError(f"{path} is the model registry's audit log mirror; choose another path")
+        if _is_model_file(real):
+            raise OutputError(f"{path} is a model file; choose another path")
+
+
+def _page_targets(store, html: Path, *, report: bool, audit_log: str | None = None) -> dict[str, Path]:
     """The JSON (``summary``) and, with ``report``, the HTML page (``report``) named after ``html``, each
-    checked: outside the store's own files and writable."""
+    checked: outside the store's own files, the models folder and the registry (:func:`check_not_registry`,
+    ``audit_log`` the run config's registry.audit_log), and writable."""
     from ._util import check_writable
     from .backtest.runs import output_paths
 
     paths = {k: v for k, v in output_paths(html).items() if k == "summary" or (report and k == "report")}
+    check_not_registry(paths.values(), audit_log)
     for path in paths.values():
         store.check_output(path)
         check_writable(path)
@@ -860,7 +910,7 @@ def compare(ctx: click.Context, args: tuple[str, ...], start: str | None, end: s
     cfg = _run_config(overrides + ("strategy=ml_model",), config_file, {})
     store = _store(ctx)
     if output is not None:
-        _page_targets(store, output, report=not no_report)  # refused before any work
+        _page_targets(store, output, report=not no_report, audit_log=cfg.registry.audit_log)  # before any work
     loaded = [model_file.load(name) for name in names]
     comparison.check_comparable(loaded)
     result = comparison.compare(loaded, store, cfg, start=start, end=end, walk_forward=walk_forward,
@@ -871,7 +921,7 @@ def compare(ctx: click.Context, args: tuple[str, ...], start: str | None, end: s
     if output is None:
         span = "_".join(result["period"][k][:10].replace("-", "") for k in ("start", "end"))
         output = Path("results") / f"compare_{'_'.join(m['name'] for m in result['models'])}_{span}.html"
-    paths = _page_targets(store, output, report=not no_report)
+    paths = _page_targets(store, output, report=not no_report, audit_log=cfg.registry.audit_log)
     text = _write_page(paths, result, comparison_report.render_comparison_page)
     if fmt == "json":
         click.echo(text, nl=False)

@@ -322,6 +322,11 @@ class ChampionConfig:
     min_walk_forward_share: float = attrs.field(default=0.6, validator=_in_range(0, 1))
     #: How far (annualised Sharpe units) the challenger's backtest Sharpe may fall below the champion's.
     sharpe_tolerance: float = attrs.field(default=0.25, validator=_in_range(0))
+    #: Also require skill over the base rate (the ``skill`` gate): the challenger's per-bar log loss
+    #: significantly below that of the best constant predictor (0.5 or the trained models' validation-part
+    #: up-rates, see ``genesis-fw compare``) by the one-sided Diebold-Mariano test at ``alpha``. Off
+    #: (``false``): the test is still shown for every challenger but does not block a promotion.
+    require_skill: bool = False
 
 
 @attrs.frozen

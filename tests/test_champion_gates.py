@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import attrs
 import pytest
 
 from genesis_fw.config import ChampionConfig
@@ -20,6 +21,9 @@ def _comparison() -> dict:
                 "calibration": "none", "baseline": False,
                 "scores": {"n": 500, "log_loss": log_loss, "brier": 0.24, "auc": 0.55, "ece": ece},
                 "in_sample": None,
+                "vs_base_rate": {"constant": "constant 0.5", "rate": 0.5, "log_loss_difference": log_loss - 0.6931,
+                                 "dm": {"statistic": -1.0, "p_value": 0.2, "lag": 20, "n": 500,
+                                        "mean_difference": log_loss - 0.6931}},
                 "backtest": {"sharpe": sharpe, "total_return": 0.1, "max_drawdown": -0.1, "num_trades": 12,
                              "psr": 0.6}}
 
@@ -47,9 +51,9 @@ def _failed(gates: list[dict]) -> list[str]:
 
 def test_a_challenger_passing_everything_fails_nothing():
     gates = _gates(_comparison())
-    assert [g["gate"] for g in gates] == ["significance", "calibration", "walk_forward", "sharpe"]
+    assert [g["gate"] for g in gates] == ["significance", "skill", "calibration", "walk_forward", "sharpe"]
     assert _failed(gates) == []
-    assert all(g["passed"] is True for g in gates)
+    assert all(g["passed"] is (None if g["gate"] == "skill" else True) for g in gates)  # skill: shown, not required
 
 
 def _set(c: dict, path: tuple, value) -> dict:
@@ -121,3 +125,14 @@ def test_table_names_every_failed_gate_with_numbers():
     header = next(line for line in text.splitlines() if "challenger" in line and "eligible" in line)
     for gate in ("significance", "calibration", "walk_forward", "sharpe"):
         assert gate in header
+
+
+def test_the_skill_gate_blocks_only_when_required():
+    """Shown always (the DM test against the best constant); it fails a challenger only with require_skill."""
+    comparison = _comparison()
+    shown = next(g for g in _gates(comparison) if g["gate"] == "skill")
+    assert shown["passed"] is None and shown["value"] == 0.2 and "not required" in shown["detail"]
+    required = attrs.evolve(CFG, require_skill=True)
+    assert _failed(_gates(comparison, required)) == ["skill"]
+    comparison["models"][1]["vs_base_rate"]["dm"]["p_value"] = 0.01
+    assert next(g for g in _gates(comparison, required) if g["gate"] == "skill")["passed"] is True

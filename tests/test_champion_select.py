@@ -202,7 +202,7 @@ def test_gates_come_from_the_config_file_and_overrides(work: Path) -> None:
     result = _json(_select(work, "--config", str(work / "gates.json"), "champion.alpha=0.01", "--dry-run",
                            "--format", "json"))
     assert result["gates_config"] == {"alpha": 0.01, "max_ece": 0.2, "walk_forward": 0, "min_walk_forward_share": 0.6,
-                                      "sharpe_tolerance": 0.25}
+                                      "sharpe_tolerance": 0.25, "require_skill": False}
     bad = _select(work, "champion.nope=1")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len([line for line in bad.stderr.splitlines() if line.startswith("Error: ")]) == 1
@@ -232,13 +232,104 @@ def test_without_a_champion_challengers_are_tested_against_the_base_rate(tmp_pat
     assert _audit(work)[-1]["action"] == "promote"
 
 
+def test_without_a_champion_only_challengers_on_the_same_rows_and_labels_are_ranked(tmp_path: Path) -> None:
+    """v1 (horizon 20) and a fixture fitted on v1's test labels (v2, the lowest log loss of all) against
+    the newest, v3 of horizon 10: their log losses are of other labels, so v1 and v2 fail comparable and
+    v2 is not promoted."""
+    work = tmp_path / "fresh"
+    (work / "store").mkdir(parents=True)
+    (work / "models").mkdir()
+    _ok(_cli(work, "train", "--symbol", "tBTCUSD", "--timeframe", "1h", "model.C=0.1", "train.folds=2"))
+    _register(work, fitted_on_test(work / "models" / "tBTCUSD_1h_v1.json", work / "models", _store(work)))
+    _ok(_cli(work, "train", "--symbol", "tBTCUSD", "--timeframe", "1h", "--horizon", "10", "model.C=0.1",
+             "train.folds=2"))
+    proc = _ok(_select(work, "--dry-run"))
+    result = _json(_select(work, "--dry-run", "--format", "json"))
+    rows = {r["name"]: r for r in result["challengers"]}
+    for name in ("tBTCUSD_1h_v1", "tBTCUSD_1h_v2"):
+        assert "comparable" in rows[name]["failed"], rows[name]
+        detail = next(g for g in rows[name]["gates"] if g["gate"] == "comparable")["detail"]
+        assert "tBTCUSD_1h_v3, the newest challenger" in detail and "horizon 10" in detail
+    assert next(g for g in rows["tBTCUSD_1h_v3"]["gates"] if g["gate"] == "comparable")["passed"] is True
+    assert result["decision"]["winner"] != "tBTCUSD_1h_v2"
+    if result["decision"]["action"] == "keep":
+        assert "Dry run: would leave tBTCUSD 1h without a champion; nothing changed" in proc.stdout, proc.stdout
+        assert "keep none" not in proc.stdout
+
+
 def test_a_challenger_on_other_labels_fails_comparable_and_the_others_are_still_compared(work: Path) -> None:
     _ok(_cli(work, "train", "--symbol", "tBTCUSD", "--timeframe", "1h", "--horizon", "10", "model.C=0.1",
              "train.folds=2"))
     result = _json(_select(work, NO_WF, "--dry-run", "--format", "json"))
     rows = {r["name"]: r for r in result["challengers"]}
     assert rows["tBTCUSD_1h_v3"]["failed"] == ["comparable"]
-    assert "horizon 10" in rows["tBTCUSD_1h_v3"]["gates"][0]["detail"]
+    detail = rows["tBTCUSD_1h_v3"]["gates"][0]["detail"]
+    rule = model_file.load(work / "models" / "tBTCUSD_1h_v3.json").doc["label"]["rule"]
+    assert f"horizon 10, {rule} rule" in detail and "{" not in detail, detail
     assert [m["name"] for m in result["comparison"]["models"]] == ["tBTCUSD_1h_v1", "tBTCUSD_1h_v2"]
-    assert {g["gate"] for g in rows["tBTCUSD_1h_v2"]["gates"]} == {"comparable", "significance", "calibration",
-                                                                   "walk_forward", "sharpe"}
+    assert {g["gate"] for g in rows["tBTCUSD_1h_v2"]["gates"]} == {"comparable", "significance", "skill",
+                                                                   "calibration", "walk_forward", "sharpe"}
+
+
+def test_a_challenger_whose_test_part_does_not_overlap_fails_comparable_and_the_others_are_compared(work: Path):
+    """v3 trained on the candles before 2019-05-20 (the newest challenger): v2's test part (the second half
+    of June) does not overlap v3's, so v2 fails comparable and the champion is compared with v3."""
+    _ok(_cli(work, "train", "--symbol", "tBTCUSD", "--timeframe", "1h", "--end", "2019-05-20", "model.C=0.1",
+             "train.folds=2"))
+    proc = _ok(_select(work, NO_WF, "--dry-run"))
+    assert "--start" not in proc.stdout + proc.stderr
+    assert "tBTCUSD_1h_v2 fails comparable: its test part 2019-06" in proc.stdout, proc.stdout
+    assert "does not overlap" in proc.stdout and "tBTCUSD_1h_v3 (the newest challenger)" in proc.stdout
+    result = _json(_select(work, NO_WF, "--dry-run", "--format", "json"))
+    rows = {r["name"]: r for r in result["challengers"]}
+    assert rows["tBTCUSD_1h_v2"]["failed"] == ["comparable"] and rows["tBTCUSD_1h_v2"]["log_loss"] is None
+    assert [m["name"] for m in result["comparison"]["models"]] == ["tBTCUSD_1h_v1", "tBTCUSD_1h_v3"]
+    assert rows["tBTCUSD_1h_v3"]["log_loss"] is not None
+
+
+def test_a_missing_or_changed_challenger_file_fails_the_file_gate_and_the_others_are_compared(work: Path):
+    for _ in range(2):
+        _register(work, copy_of(SHIPPED / "tBTCUSD_1h_v1.json", work / "models"))
+    (work / "models" / "tBTCUSD_1h_v3.json").unlink()
+    v4 = work / "models" / "tBTCUSD_1h_v4.json"  # a valid model file, but not the bytes registered
+    doc = json.loads(v4.read_text(encoding="utf-8"))
+    doc["description"] = "changed after registration"
+    v4.write_text(json.dumps(model_file.seal(doc), indent=2), encoding="utf-8")
+    proc = _ok(_select(work, NO_WF, "--dry-run"))
+    assert "tBTCUSD_1h_v3 fails file: missing" in proc.stdout, proc.stdout
+    assert "tBTCUSD_1h_v4 fails file: changed since registered" in proc.stdout, proc.stdout
+    result = _json(_select(work, NO_WF, "--dry-run", "--format", "json"))
+    assert [m["name"] for m in result["comparison"]["models"]] == ["tBTCUSD_1h_v1", "tBTCUSD_1h_v2"]
+    rows = {r["name"]: r for r in result["challengers"]}
+    assert rows["tBTCUSD_1h_v3"]["failed"] == rows["tBTCUSD_1h_v4"]["failed"] == ["file"]
+
+
+def test_an_invalid_market_is_a_one_line_error(work: Path) -> None:
+    for args in (("tBTCUSD", "7x"), ("not a symbol", "1h")):
+        proc = _cli(work, "champion", "select", *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert len([line for line in proc.stderr.splitlines() if line.startswith("Error: ")]) == 1, proc.stderr
+        assert proc.stdout == ""
+
+
+def test_the_skill_gate_is_shown_and_required_only_when_configured(work: Path) -> None:
+    strong = fitted_on_test(work / "models" / "tBTCUSD_1h_v2.json", work / "models", _store(work))
+    _register(work, strong)
+    _register(work, copy_of(SHIPPED / "tBTCUSD_1h_v1.json", work / "models"))
+    for required in (False, True):
+        result = _json(_select(work, NO_WF, f"champion.require_skill={str(required).lower()}", "--dry-run",
+                               "--format", "json"))
+        assert result["gates_config"]["require_skill"] is required
+        models = {m["name"]: m for m in result["comparison"]["models"]}
+        for row in result["challengers"]:
+            skill = next(g for g in row["gates"] if g["gate"] == "skill")
+            vs = models[row["name"]]["vs_base_rate"]
+            assert skill["value"] == vs["dm"]["p_value"]
+            assert "over the base rate" in skill["detail"]
+            if not required:
+                assert skill["passed"] is None
+        rows = {r["name"]: r for r in result["challengers"]}
+        copy = rows["tBTCUSD_1h_v4"]
+        assert ("skill" in copy["failed"]) is required
+        assert next(g for g in rows[strong.stem]["gates"] if g["gate"] == "skill")["passed"] is (True if required
+                                                                                                 else None)

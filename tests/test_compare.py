@@ -29,7 +29,7 @@ from genesis_fw.config import FeaturesConfig, RuntimeConfig
 from genesis_fw.data.store import CandleStore, resample
 from genesis_fw.data.timeframes import parse_time, to_ms
 from genesis_fw.errors import ModelFileError
-from genesis_fw.ml import features, model_file, training
+from genesis_fw.ml import calibration, evaluation, features, model_file, training
 from genesis_fw.ml.labels import add_bars, labels_for_table
 from genesis_fw.selection import comparison
 from genesis_fw.selection.comparison_report import BACKTEST_ROWS, PAIR_ROWS, SCORE_ROWS, cell, pair_value
@@ -146,6 +146,39 @@ def test_scores_equal_sklearn_on_independently_rebuilt_rows(setup):
         cand["scores"]["log_loss"] - base["scores"]["log_loss"], rel=1e-9)
 
 
+def test_models_are_judged_against_the_constant_predictors_too(setup):
+    """0.5 and v2's validation-part up-rate are scored as rows of their own on the same bars, and each model
+    has its Diebold-Mariano test against the best of them, in the JSON, the table and the page."""
+    result, summary = _cli_result(setup)
+    doc = setup["doc"]
+    X, y = _independent_rows(setup)
+    table = resample(setup["tmp"] / "store" / "candles" / "tBTCUSD_1m.parquet", "1h")
+    labels = labels_for_table(table, "1h", doc["horizon"])
+    b = doc["training_data"]["split"]["boundaries"]
+    val = ((labels.timestamp_ms >= _ms(b["validation_start"])) & (labels.timestamp_ms <= _ms(b["validation_end"]))
+           & (labels.end_ms <= _ms(b["validation_label_end"])))
+    rate = float(labels.price_up[val].mean())
+    consts = {c["name"]: c for c in result["constants"]}
+    assert set(consts) == {"constant 0.5", "validation rate of tBTCUSD_1h_v2"}
+    assert consts["validation rate of tBTCUSD_1h_v2"]["rate"] == pytest.approx(rate, rel=1e-12)
+    for c in consts.values():
+        assert c["scores"]["log_loss"] == pytest.approx(skm.log_loss(y, np.full(y.size, c["rate"]), labels=[0, 1]),
+                                                        rel=1e-9)
+    best = min(consts.values(), key=lambda c: c["scores"]["log_loss"])
+    for m in result["models"]:
+        vs = m["vs_base_rate"]
+        assert vs["constant"] == best["name"]
+        p = model_file.load(Path(m["path"])).predict_proba(X)
+        want = evaluation.loss_difference_test(y, p, np.full(y.size, best["rate"]), doc["horizon"])
+        assert vs["dm"] == pytest.approx(want)
+        assert f"{m['name']} vs the best constant ({best['name']}" in setup["proc"].stdout
+    assert "over the base rate" in setup["proc"].stdout
+    page = Page(summary.with_suffix(".html").read_text(encoding="utf-8"))
+    row = next(r for r in page.rows if r["attrs"].get("data-metric") == "log_loss")
+    shown = {a["data-constant"]: t for t, a in row["cells"][1:] if "data-constant" in a}
+    assert shown == {n: cell(c["scores"]["log_loss"], "p4") for n, c in consts.items()}
+
+
 def test_identical_models_show_no_significant_difference(setup):
     result = _api(setup, ["tBTCUSD_1h_v2", "tBTCUSD_1h_v3"], walk_forward=K)
     a, b = result["models"]
@@ -194,6 +227,7 @@ def test_a_period_overlapping_the_training_part_is_noted(setup):
     v1, v2 = result["models"]
     assert v1["in_sample"] is None
     assert v2["in_sample"] is not None and "in-sample" in v2["in_sample"]
+    assert "not an out-of-sample estimate" in v2["in_sample"] and "optimistic" not in v2["in_sample"]
     assert v2["in_sample"] in result["notes"]
     assert result["period"]["start"] == "2019-04-10" and result["period"]["how"].startswith("given")
     assert all(m["backtest"] is None for m in result["models"]) and result["pairs"][0]["sharpe"] is None
@@ -257,11 +291,54 @@ def test_walk_forward_window_does_not_change_without_the_later_candles(setup, tm
         assert rows.size == w["rows"]
         r = comparison.refit(v2, sh.X[0], sh.y, sh.start_ms, sh.end_ms, _ms(w["start"]))
         p = r.predict_proba(sh.X[0][rows])
-        got[store] = (sh.start_ms[r.fit_rows].tolist(), p, skm.log_loss(sh.y[rows], p, labels=[0, 1]))
+        got[store] = (sh.start_ms[r.fit_rows].tolist(), p, skm.log_loss(sh.y[rows], p, labels=[0, 1]), r.calibration)
     full, short = got.values()
     assert full[0] == short[0]
     np.testing.assert_array_equal(full[1], short[1])
     assert full[2] == short[2] == pytest.approx(w["log_loss"]["tBTCUSD_1h_v2"], rel=1e-12)
+    assert full[3] == short[3] and full[3]["method"] == w["calibration"]["tBTCUSD_1h_v2"]
+
+
+def test_walk_forward_refits_choose_the_calibration_on_the_past_only(setup, tmp_path: Path):
+    """A model whose training chose its calibration among several methods (on its validation part, which
+    lies after the first windows' start) has that choice made again in each refit, on the refit's own
+    calibration rows (the past of the window) by calibration.choose; and window k's whole refit, the chosen
+    method included, is the same when every candle after the window is removed."""
+    store = CandleStore.open(setup["tmp"] / "store")
+    (tmp_path / "models").mkdir()
+    cfg = RuntimeConfig.load(None, {"symbol": "tBTCUSD", "timeframe": "1h", "train.folds": "2", "model.C": "0.01"})
+    doc = training.train(cfg, store, models_dir=tmp_path / "models").doc
+    loaded = model_file.load(doc["name"], tmp_path / "models")
+    methods = list(doc["calibration"]["cv_log_loss"])  # the methods training chose among
+    assert len(methods) == 3
+    emb = doc["training_data"]["split"]["embargo"]
+    sh = comparison.shared_examples([loaded], store)
+    windows = comparison.walk_forward_windows(sh.y.size, K, 0.6)
+    assert _ms(doc["training_data"]["split"]["boundaries"]["validation_end"]) > int(sh.start_ms[windows[0][0]])
+    table = pq.read_table(setup["tmp"] / "store" / "candles" / "tBTCUSD_1m.parquet")
+    ts = table.column("timestamp").cast("int64").to_numpy()
+    for k, rows in enumerate(windows):
+        first = int(sh.start_ms[rows[0]])
+        r = comparison.refit(loaded, sh.X[0], sh.y, sh.start_ms, sh.end_ms, first)
+        cal = r.calibration_rows
+        assert cal.size  # the past keeps rows to choose the calibration on, whatever the file's method
+        raw = r.model.predict_proba(sh.X[0][cal])
+        expected = calibration.choose(raw, sh.y[cal], sh.start_ms[cal], sh.end_ms[cal], "1h",
+                                      methods=methods, n_splits=5, embargo=emb)
+        assert r.calibration == expected
+        assert set(r.calibration["cv_log_loss"]) == set(doc["calibration"]["cv_log_loss"])
+        # without the candles after the window's last label: the same rows, method and probabilities
+        cut = int(add_bars(int(sh.end_ms[rows].max()), 1, "1h"))
+        short = tmp_path / f"short{k}"
+        (short / "candles").mkdir(parents=True)
+        pq.write_table(table.filter(ts < cut), short / "candles" / "tBTCUSD_1m.parquet")
+        sh2 = comparison.shared_examples([loaded], CandleStore.open(short))
+        rows2 = np.flatnonzero((sh2.start_ms >= first) & (sh2.start_ms <= int(sh.start_ms[rows[-1]])))
+        assert rows2.size == rows.size
+        r2 = comparison.refit(loaded, sh2.X[0], sh2.y, sh2.start_ms, sh2.end_ms, first)
+        assert r2.calibration == r.calibration
+        np.testing.assert_array_equal(sh2.start_ms[r2.fit_rows], sh.start_ms[r.fit_rows])
+        np.testing.assert_array_equal(r2.predict_proba(sh2.X[0][rows2]), r.predict_proba(sh.X[0][rows]))
 
 
 # -- bad input -----------------------------------------------------------------------------------------------
@@ -297,7 +374,9 @@ def test_bad_input_is_a_one_line_error(setup):
 def _expected_cells(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "scores": {key: {m["name"]: cell(m["scores"].get(key), kind) for m in result["models"]}
-                   for key, _, kind in SCORE_ROWS},
+                   for key, _, kind in SCORE_ROWS}
+        | {"vs_base_rate.p_value": {m["name"]: cell(m["vs_base_rate"]["dm"]["p_value"], "p")
+                                   for m in result["models"]}},
         "backtests": {key: {m["name"]: cell(m["backtest"].get(key), kind) for m in result["models"]}
                       for key, _, kind in BACKTEST_ROWS},
         "pairs": {p["candidate"]: {".".join(path): cell(pair_value(p, path), kind) for path, _, kind in PAIR_ROWS}
@@ -311,7 +390,7 @@ def test_page_holds_the_numbers_of_the_json(setup):
     result, summary = _cli_result(setup)
     page = Page(summary.with_suffix(".html").read_text(encoding="utf-8"))
     want = _expected_cells(result)
-    got_scores = {r["attrs"]["data-metric"]: {a["data-model"]: t for t, a in r["cells"][1:]}
+    got_scores = {r["attrs"]["data-metric"]: {a["data-model"]: t for t, a in r["cells"][1:] if "data-model" in a}
                   for r in page.rows if "data-metric" in r["attrs"]}
     assert got_scores == want["scores"]
     got_pairs = {r["attrs"]["data-stat"]: r["cells"][1][0] for r in page.rows if "data-stat" in r["attrs"]}

@@ -6,8 +6,14 @@ The rule
     (:func:`genesis_fw.selection.comparison.compare`, champion first). A challenger is *eligible* when it
     passes every gate of :class:`~genesis_fw.config.ChampionConfig`:
 
+    ``file``          its registered file is there with the registered SHA-256;
+    ``comparable``    its horizon and label definition are the champion's, and its test part overlaps the
+                      period the others are compared on (:func:`overlapping`: the newest trained
+                      challenger's test part, narrowed by each older overlapping one);
     ``significance``  one-sided Diebold-Mariano test (HAC variance, lag = horizon) that its per-bar log loss
                       is below the champion's: ``p_value < alpha``;
+    ``skill``         the same test against the best constant predictor (compare's ``vs_base_rate``):
+                      shown always, blocking only with ``require_skill``;
     ``calibration``   its expected calibration error on the test period: ``ece <= max_ece``;
     ``walk_forward``  its log loss below the champion's in at least ``min_walk_forward_share`` of the
                       ``walk_forward`` windows (``walk_forward = 0``: gate off);
@@ -17,8 +23,8 @@ The rule
     Among the eligible, the lowest test log loss wins and is promoted (Registry.promote, reason
     "champion select: ...", evidence = the comparison JSON and every gate's value, threshold and result).
     Without an eligible challenger the champion is kept and the decision is logged (Registry.keep, same
-    evidence). A challenger whose horizon or label definition differs from the champion's cannot be
-    compared on the same labels: it fails the ``comparable`` gate and stays out of the comparison.
+    evidence). A challenger failing ``file`` or ``comparable`` stays out of the comparison; the others are
+    still compared (one bad challenger never stops the market).
 
 No challenger
     Nothing to decide: one line, exit 0, nothing logged (an audit entry per idle run would bury the
@@ -29,8 +35,9 @@ No champion
     (:func:`genesis_fw.ml.model_evaluation.evaluate`), the significance gate tests it against the best
     constant base rate (its training or validation part's up-rate, whichever has the lower log loss;
     :func:`genesis_fw.ml.evaluation.loss_difference_test`) and the calibration gate applies; the
-    walk-forward and Sharpe gates are skipped (there is no champion to beat). The lowest test log loss
-    among the eligible is promoted.
+    walk-forward and Sharpe gates are skipped (there is no champion to beat). Only challengers scored on
+    the same rows and labels as the newest one are ranked (the others fail ``comparable``); the lowest
+    test log loss among the eligible is promoted.
 
 Units: log loss in nats per bar, ECE a probability, shares 0..1, Sharpe ratios annualised.
 """
@@ -43,10 +50,11 @@ import attrs
 
 from ..config import ChampionConfig, RuntimeConfig
 from ..data.store import CandleStore
-from ..errors import RegistryError
+from ..data.timeframes import check_symbol, check_timeframe
+from ..errors import ConfigError, DataError, ModelFileError, RegistryError
 
 #: Gate names, in display order.
-GATES = ("comparable", "significance", "calibration", "walk_forward", "sharpe")
+GATES = ("file", "comparable", "significance", "skill", "calibration", "walk_forward", "sharpe")
 
 
 def _gate(name: str, value: Any, threshold: Any, passed: bool | None, detail: str) -> dict[str, Any]:
@@ -85,6 +93,7 @@ def gates_against_champion(comparison: dict[str, Any], cfg: ChampionConfig) -> d
                            f"p {_p(p)} {'<' if p < cfg.alpha else '>='} alpha {cfg.alpha:g} (one-sided "
                            f"Diebold-Mariano, HAC lag {dm.get('lag')}; mean log-loss difference "
                            f"{float(dm['mean_difference']):+.6f} nats vs {champ})"))
+        gates.append(_skill_gate(model.get("vs_base_rate"), cfg))
         ece = model["scores"].get("ece")
         if ece is None:
             gates.append(_gate("calibration", None, cfg.max_ece, False, "ECE undefined on the test period"))
@@ -119,6 +128,21 @@ def gates_against_champion(comparison: dict[str, Any], cfg: ChampionConfig) -> d
     return out
 
 
+def _skill_gate(vs: dict[str, Any] | None, cfg: ChampionConfig) -> dict[str, Any]:
+    """The ``skill`` gate: the one-sided Diebold-Mariano test against the best constant predictor
+    (``vs``: a comparison entry's ``vs_base_rate``). Shown always; it blocks only with
+    ``cfg.require_skill``."""
+    if vs is None:
+        return _gate("skill", None, cfg.alpha, False if cfg.require_skill else None, "no base-rate test")
+    p, d = float(vs["dm"]["p_value"]), float(vs["log_loss_difference"])
+    ok = p < cfg.alpha and d < 0
+    word = ("significant skill" if ok else "no skill" if d >= 0 else "no significant skill") + " over the base rate"
+    detail = (f"{word}: p {_p(p)} {'<' if p < cfg.alpha else '>='} alpha {cfg.alpha:g}, mean log-loss difference "
+              f"{d:+.6f} nats vs the best constant ({vs['constant']}, {float(vs['rate']):.4f})"
+              + ("" if cfg.require_skill else "; not required (champion.require_skill = false)"))
+    return _gate("skill", p, cfg.alpha, ok if cfg.require_skill else None, detail)
+
+
 def gates_without_champion(evaluation: dict[str, Any], cfg: ChampionConfig) -> list[dict[str, Any]]:
     """A challenger's gate results when its market has no champion, from
     :func:`genesis_fw.ml.model_evaluation.evaluate` of its test part (see the module docstring)."""
@@ -133,6 +157,8 @@ def gates_without_champion(evaluation: dict[str, Any], cfg: ChampionConfig) -> l
         gates.append(_gate("significance", p, cfg.alpha, p < cfg.alpha,
                            f"p {_p(p)} {'<' if p < cfg.alpha else '>='} alpha {cfg.alpha:g} (no champion: one-sided "
                            f"Diebold-Mariano against the constant {base} {rate:.4f}, HAC lag {test['lag']})"))
+        gates.append(_skill_gate({"dm": test, "log_loss_difference": float(test["mean_difference"]),
+                                  "constant": base, "rate": rate}, cfg))
     ece = evaluation["scores"].get("ece")
     ok = ece is not None and float(ece) <= cfg.max_ece
     gates.append(_gate("calibration", ece, cfg.max_ece, ok,
@@ -147,15 +173,103 @@ def _failed(gates: list[dict[str, Any]]) -> list[str]:
     return [g["gate"] for g in gates if g["passed"] is False]
 
 
+def _labels_text(doc: dict[str, Any]) -> str:
+    """A model's labels in words: ``horizon 10, endpoint rule`` (and the dead zone and ties when set)."""
+    lab = doc["label"]
+    text = f"horizon {doc['horizon']}, {lab['rule']} rule"
+    if lab.get("dead_zone_bps"):
+        text += f", dead zone {float(lab['dead_zone_bps']):g} bps"
+    if lab.get("keep_ties"):
+        text += ", ties kept"
+    return text
+
+
 def _comparable(champion: Any, challenger: Any) -> dict[str, Any]:
     """The ``comparable`` gate: same horizon and label definition as the champion (else the per-bar losses
     are of other labels and no paired test means anything)."""
     a, b = champion.doc, challenger.doc
     same = a["horizon"] == b["horizon"] and a["label"] == b["label"]
-    detail = (f"horizon {b['horizon']} and label {b['label']} as {champion.name}" if same else
-              f"horizon {b['horizon']}, label {b['label']}; {champion.name} has horizon {a['horizon']}, label "
-              f"{a['label']}: not comparable on the same labels")
+    detail = (f"{_labels_text(b)}, as {champion.name}" if same else
+              f"{_labels_text(b)}; {champion.name} has {_labels_text(a)}: not comparable on the same labels")
     return _gate("comparable", None, None, same, detail)
+
+
+def _file_gate(entry: Any, exc: Exception) -> dict[str, Any]:
+    """The ``file`` gate of a challenger whose registered file cannot be used (missing, or changed since it
+    was registered): it stays out of the comparison."""
+    what = "missing" if not entry.file.exists() else "changed since registered" if "tampered" in str(exc) \
+        else "unusable"
+    return _gate("file", None, None, False, f"{what}: {exc}")
+
+
+def _test_part(m: Any) -> tuple[int, int, int] | None:
+    """A trained model's test part as ms UTC (first bar, last bar, last label end); None for hand-set."""
+    from ..data.timeframes import parse_time, to_ms
+
+    td = m.doc["training_data"]
+    if td is None:
+        return None
+    b = td["split"]["boundaries"]
+    return tuple(to_ms(parse_time(b[k])) for k in ("test_start", "test_end", "test_label_end"))  # type: ignore
+
+
+def _span(part: tuple[int, int, int]) -> str:
+    from ..data.timeframes import from_ms
+
+    return f"{from_ms(part[0]).strftime('%Y-%m-%d %H:%M')} .. {from_ms(part[1]).strftime('%Y-%m-%d %H:%M')} UTC"
+
+
+def overlapping(models: list[Any]) -> tuple[list[Any], dict[str, dict[str, Any]], tuple[int, int, int] | None]:
+    """The challengers (loaded, comparable) that can be compared on one test period: the newest trained
+    challenger's test part, narrowed by each older one (newest first) whose test part overlaps what is left.
+    Returns (kept, {name: failed ``comparable`` gate} of the others, the common part in ms or None when no
+    challenger is trained). Hand-set challengers have no test part and are always kept."""
+    trained = sorted((m for m in models if _test_part(m) is not None), key=lambda m: -int(m.doc["version"]))
+    failed: dict[str, dict[str, Any]] = {}
+    if not trained:
+        return list(models), failed, None
+    newest = trained[0]
+    common = _test_part(newest)
+    assert common is not None
+    for m in trained[1:]:
+        part = _test_part(m)
+        assert part is not None
+        lo, hi, end = max(common[0], part[0]), min(common[1], part[1]), min(common[2], part[2])
+        if lo > hi:
+            failed[m.name] = _gate("comparable", None, None, False,
+                                   f"its test part {_span(part)} does not overlap {_span(common)}, the test period of "
+                                   f"{newest.name} (the newest challenger) that the others are compared on")
+        else:
+            common = (lo, hi, end)
+    return [m for m in models if m.name not in failed], failed, common
+
+
+def _same_rows(loaded: dict[str, Any], evaluations: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Without a champion, each challenger is scored on its own test part: log losses of other rows or
+    labels cannot be ranked. The ``comparable`` gate: the same labels (horizon and definition), candles and
+    scored rows (period and count) as the newest challenger that could be scored."""
+    if not evaluations:
+        return {}
+
+    def key(name: str) -> tuple[Any, ...]:
+        ev, doc = evaluations[name], loaded[name].doc
+        return (doc["horizon"], repr(sorted(doc["label"].items())), ev["period"]["start"], ev["period"]["end"],
+                ev["rows"], ev["dataset"]["sha256"])
+
+    def where(name: str) -> str:
+        ev = evaluations[name]
+        return (f"{_labels_text(loaded[name].doc)}; {ev['rows']:,} bars {ev['period']['start'][:16]} .. "
+                f"{ev['period']['end'][:16]} UTC")
+
+    newest = max(evaluations, key=lambda n: int(loaded[n].doc["version"]))
+    out = {}
+    for name in evaluations:
+        ok = key(name) == key(newest)
+        detail = (f"scored on the same rows and labels as {newest} ({where(newest)})" if ok else
+                  f"scored on other rows or labels ({where(name)}) than {newest}, the newest challenger "
+                  f"({where(newest)}): log losses of different labels are not ranked")
+        out[name] = _gate("comparable", None, None, ok, detail)
+    return out
 
 
 def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: RuntimeConfig, *,
@@ -174,6 +288,8 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
     """
     from .comparison import compare
 
+    check_symbol(symbol)
+    check_timeframe(timeframe)
     cc = cfg.champion
     champion = registry.champion(symbol, timeframe)
     challengers = registry.challengers(symbol, timeframe)
@@ -188,34 +304,71 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
         return result
 
     rows: list[dict[str, Any]] = []
+    early: dict[str, list[dict[str, Any]]] = {}  # challengers out of the comparison: their failed gates
+    loaded: dict[str, Any] = {}
+    for c in challengers:
+        try:
+            loaded[c.name] = registry.load_checked(c.name)
+        except (RegistryError, ModelFileError) as exc:
+            early[c.name] = [_file_gate(c, exc)]
     if champion is not None:
         champ = registry.load_checked(champion.name)
-        loaded = {c.name: registry.load_checked(c.name) for c in challengers}
         comparable = {name: _comparable(champ, m) for name, m in loaded.items()}
-        compared = [m for name, m in loaded.items() if comparable[name]["passed"]]
+        for name, gate in comparable.items():
+            if not gate["passed"]:
+                early[name] = [gate]
+        kept, apart, common = overlapping([m for name, m in loaded.items() if name not in early])
+        for name, gate in apart.items():
+            early[name] = [comparable[name], gate]
         by_name: dict[str, list[dict[str, Any]]] = {}
         scores: dict[str, float] = {}
-        if compared:
-            comparison = compare([champ, *compared], store, cfg, walk_forward=cc.walk_forward, backtest=True,
-                                 progress=progress)
+        if kept:
+            period: dict[str, Any] = {}
+            own = _test_part(champ)
+            if common is not None and (own is None or max(own[0], common[0]) > min(own[1], common[1])):
+                from ..data.timeframes import from_ms
+                from ..ml.labels import add_bars
+
+                # the champion's own test part (if any) lies elsewhere: compare on the challengers' one
+                period = {"start": from_ms(common[0]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "end": from_ms(add_bars(common[2], 1, timeframe)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                if own is not None:
+                    result["notes"].append(f"the test part of {champ.name} ({_span(own)}) does not overlap the "
+                                           f"challengers' ({_span(common)}): compared on the challengers'")
+            try:
+                comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
+                                     progress=progress, **period)
+            except (ConfigError, DataError) as exc:  # compare's advice names its own options (--start/--end)
+                text = str(exc).split("; give ")[0]
+                raise type(exc)(f"champion select {symbol} {timeframe}: comparing {champ.name} with "
+                                f"{', '.join(m.name for m in kept)}: {text}") from exc
             result["comparison"] = comparison
             by_name = gates_against_champion(comparison, cc)
             scores = {m["name"]: float(m["scores"]["log_loss"]) for m in comparison["models"]}
         for c in challengers:
-            gates = [comparable[c.name], *by_name.get(c.name, [])]
+            gates = early.get(c.name) or [comparable[c.name], *by_name.get(c.name, [])]
             rows.append({"name": c.name, "log_loss": scores.get(c.name), "gates": gates})
     else:
         from ..ml.model_evaluation import evaluate
 
         evaluations = {}
+        for name, m in loaded.items():
+            try:
+                evaluations[name] = evaluate(m, store)
+            except DataError as exc:  # e.g. no candles of its test part: it cannot be scored
+                early[name] = [_gate("comparable", None, None, False, f"cannot be scored on its test part: {exc}")]
+        same = _same_rows(loaded, evaluations)
         for c in challengers:
-            ev = evaluate(registry.load_checked(c.name), store)
-            evaluations[c.name] = ev
+            if c.name in early:
+                rows.append({"name": c.name, "log_loss": None, "gates": early[c.name]})
+                continue
+            ev = evaluations[c.name]
             rows.append({"name": c.name, "log_loss": float(ev["scores"]["log_loss"]),
-                         "gates": gates_without_champion(ev, cc)})
+                         "gates": [same[c.name], *gates_without_champion(ev, cc)]})
         result["evaluations"] = evaluations
         result["notes"].append(f"{symbol} {timeframe} has no champion: each challenger is tested against the best "
-                               "constant base rate on its own test part; the walk-forward and Sharpe gates are skipped")
+                               "constant base rate on its own test part, and only those scored on the same rows and "
+                               "labels as the newest are ranked; the walk-forward and Sharpe gates are skipped")
     for row in rows:
         row["failed"] = _failed(row["gates"])
         row["eligible"] = not row["failed"]
@@ -231,8 +384,9 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
         decision = {"action": "promote", "winner": win["name"], "reason": reason}
     else:
         why = "; ".join(f"{r['name']} failed {', '.join(r['failed'])}" for r in rows)
+        keeping = f"keeping {current}" if champion is not None else f"{symbol} {timeframe} stays without a champion"
         decision = {"action": "keep", "winner": None,
-                    "reason": f"champion select: no challenger passes every gate, keeping {current} ({why})"}
+                    "reason": f"champion select: no challenger passes every gate, {keeping} ({why})"}
     result["decision"] = {**decision, "applied": False, "seq": None}
     if dry_run:
         return result
@@ -273,7 +427,7 @@ def text_lines(result: dict[str, Any]) -> list[str]:
             if g is None:
                 return "-"
             if g["passed"] is None:
-                return "skipped"
+                return "skipped" if g["value"] is None else f"{_p(g['value'])} (not required)"
             mark = "pass" if g["passed"] else "FAIL"
             v = g["value"]
             if v is None:
@@ -295,11 +449,16 @@ def text_lines(result: dict[str, Any]) -> list[str]:
             for g in r["gates"]:
                 if g["passed"] is False:
                     lines.append(f"  {r['name']} fails {g['gate']}: {g['detail']}")
-    verb = {"promote": f"promote {d['winner']}", "keep": f"keep {champ}"}[d["action"]]
+    market = f"{result['symbol']} {result['timeframe']}"
+    keep = f"keep {champ}" if result["champion"] else f"leave {market} without a champion"
+    verb = {"promote": f"promote {d['winner']}", "keep": keep}[d["action"]]
     if result["dry_run"]:
         lines.append(f"Dry run: would {verb}; nothing changed")
     elif d["action"] == "promote":
         lines.append(f"Promoted {d['winner']} (was {d.get('replaced') or 'none'}); logged as audit entry {d['seq']}")
-    else:
+    elif result["champion"]:
         lines.append(f"Kept {champ}; the decision is logged as audit entry {d['seq']}")
+    else:
+        lines.append(f"Promoted none: {market} stays without a champion; the decision is logged as audit entry "
+                     f"{d['seq']}")
     return lines

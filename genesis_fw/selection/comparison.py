@@ -20,7 +20,9 @@ What :func:`compare` does (docs/CHAMPION_SELECTION.md, "Comparing models"):
    per-row log-loss differences ``d = loss_candidate - loss_baseline`` (nats, below 0 where the candidate
    does better): Diebold-Mariano with a HAC variance, lag = horizon (one-sided, candidate better;
    :func:`genesis_fw.ml.evaluation.loss_difference_test`) and a block-bootstrap confidence interval of
-   the mean of ``d`` (:func:`genesis_fw.selection.stats.block_bootstrap_ci`).
+   the mean of ``d`` (:func:`genesis_fw.selection.stats.block_bootstrap_ci`). The constant predictors of
+   :func:`base_rates` are scored on the same rows, and every model is tested the same way against the
+   best of them (``vs_base_rate``), so "no skill over the base rate" shows whatever the baseline.
 5. Backtests each model through the ``ml_model`` strategy on the same candles with the same costs
    (:func:`genesis_fw.backtest.engine.run`; start = the period's first bar, end = the end of its last
    bar, so ``genesis-fw backtest strategy=ml_model strategy.model=NAME --start START --end END`` gives
@@ -29,7 +31,8 @@ What :func:`compare` does (docs/CHAMPION_SELECTION.md, "Comparing models"):
    block bootstrap of the Sharpe difference and each model's probabilistic Sharpe ratio.
 6. With ``walk_forward=K``: the labelled bars after the first ``train.fractions[0]`` share of all of
    them (up to ``end``) are cut into K consecutive windows of equal row counts; for each window every
-   trained model is refitted on the past only (:func:`refit`), hand-set baselines are used as they are,
+   trained model is refitted on the past only, its calibration method chosen again on that past
+   (:func:`refit`), hand-set baselines are used as they are,
    and each model's log loss on the window is reported with the number of windows in which each
    candidate's log loss is below the baseline's.
 
@@ -196,8 +199,8 @@ def _in_sample(m: LoadedModel, sh: Shared, rows: np.ndarray) -> str | None:
     fitted_lo, fitted_hi = _ms(b["train_start"], "train_start"), _ms(b["validation_label_end"], "validation_label_end")
     if int(sh.start_ms[rows[0]]) <= fitted_hi and int(sh.end_ms[rows].max()) >= fitted_lo:
         return (f"the period overlaps the training and validation parts of {m.name} ({b['train_start'][:16]} .. "
-                f"{b['validation_label_end'][:16]} UTC), on which it and its calibration were fitted: its scores "
-                "are in-sample, so optimistic")
+                f"{b['validation_label_end'][:16]} UTC): its scores are in-sample (the model or its calibration was "
+                "fitted on part of this period): not an out-of-sample estimate")
     return None
 
 
@@ -217,6 +220,29 @@ def _plain(obj: Any) -> Any:
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     s = evaluation.scores(y, p)
     return s | {"auc": s["roc_auc"]}
+
+
+def base_rates(models: list[LoadedModel], sh: Shared, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The constant predictors every model is also judged against, as ``genesis-fw train`` and
+    ``evaluate`` do: 0.5, and each trained model's validation-part up-rate (known before its test part);
+    with no trained model, the period's own up-rate (in-sample: known only afterwards, so optimistic for
+    the constant). ``[{"name", "rate", "source"}]``, rates as fractions, one entry per distinct rate."""
+    out = [{"name": "constant 0.5", "rate": 0.5, "source": "a coin flip"}]
+    for m in models:
+        b = _boundaries(m)
+        if b is None:
+            continue
+        val = np.flatnonzero((sh.start_ms >= _ms(b["validation_start"], "validation_start"))
+                             & (sh.start_ms <= _ms(b["validation_end"], "validation_end"))
+                             & (sh.end_ms <= _ms(b["validation_label_end"], "validation_label_end")))
+        if val.size:
+            out.append({"name": f"validation rate of {m.name}", "rate": float(sh.y[val].mean()),
+                        "source": f"the up-rate of {m.name}'s validation part ({val.size:,} bars)"})
+    if len(out) == 1:
+        out.append({"name": "period rate", "rate": float(sh.y[rows].mean()),
+                    "source": "the period's own up-rate (in-sample, known only afterwards)"})
+    seen: set[float] = set()
+    return [c for c in out if not (c["rate"] in seen or seen.add(c["rate"]))]
 
 
 # -- walk-forward --------------------------------------------------------------------------------------
@@ -250,30 +276,43 @@ class Refit:
         return calibration.apply(self.calibration, raw)
 
 
+def refit_methods(loaded: LoadedModel) -> list[str]:
+    """The calibration methods a refit of ``loaded`` chooses among: those its training chose among (the
+    keys of its calibration's ``cv_log_loss``), else its stored method alone."""
+    cal = loaded.doc["calibration"]
+    return list(cal.get("cv_log_loss") or {}) or [cal["method"]]
+
+
 def refit(loaded: LoadedModel, X: np.ndarray, y: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray,
-          first_test_ms: int) -> Refit:
+          first_test_ms: int, *, calibration_folds: int = 5) -> Refit:
     """Refit ``loaded`` (its recorded model type and parameters, no new grid search) on the rows whose label
     horizon ends before ``first_test_ms`` minus the file's embargo (bars): the past of a window opening then.
 
-    The file's calibration method is refitted on the last share ``f_val / (f_train + f_val)`` of those rows
-    (the file's split fractions), the model on the rows before it, purged of labels reaching that share's
-    first bar (minus the embargo), as :func:`genesis_fw.ml.splits.chronological_split` does. With method
-    ``none`` the model is fitted on all of the past. :class:`DataError` when a part has one class only."""
+    The calibration is chosen again on the past only: among the methods the file's training chose among
+    (:func:`refit_methods`), by :func:`genesis_fw.ml.calibration.choose` (``calibration_folds`` purged
+    folds, the file's embargo) on the last share ``f_val / (f_train + f_val)`` of those rows (the file's
+    split fractions), as training does on its validation part; the model is fitted on the rows before
+    it, purged of labels reaching that share's first bar (minus the embargo), as
+    :func:`genesis_fw.ml.splits.chronological_split` does. (The file's own method was chosen on its
+    validation part, which may lie inside or after the window: reusing it would look ahead.) When the only
+    method is ``none`` the model is fitted on all of the past. :class:`DataError` when a part has one
+    class only or too few rows for the folds."""
     from .. import plugins
 
     doc = loaded.doc
     tf, split = loaded.timeframe, doc["training_data"]["split"]
     emb, (f_tr, f_va) = int(split["embargo"]), split["fractions"][:2]
     past = purge(end_ms, np.arange(end_ms.size), first_test_ms, emb, tf)
-    method = doc["calibration"]["method"]
-    if method == "none":
+    methods = refit_methods(loaded)
+    calibrate = methods != ["none"]
+    if not calibrate:
         fit_rows, cal_rows = past, past[:0]
     else:
         n_cal = int(round(past.size * f_va / (f_tr + f_va)))
         cal_rows = past[past.size - n_cal:] if n_cal else past[:0]
         fit_rows = purge(end_ms, past[:past.size - n_cal], int(start_ms[cal_rows[0]]), emb, tf) if n_cal else past[:0]
     at = _iso(first_test_ms)
-    for rows, what in ((fit_rows, "fit"), *(((cal_rows, "calibration"),) if method != "none" else ())):
+    for rows, what in ((fit_rows, "fit"), *(((cal_rows, "calibration"),) if calibrate else ())):
         if rows.size == 0 or np.unique(y[rows]).size < 2:
             raise DataError(f"{loaded.name}: the past of the walk-forward window opening {at} has "
                             f"{'no' if rows.size == 0 else 'one class of'} {what} rows; use fewer windows or more data")
@@ -286,14 +325,20 @@ def refit(loaded: LoadedModel, X: np.ndarray, y: np.ndarray, start_ms: np.ndarra
     except Exception as exc:
         raise plugins.plugin_failure(doc["model_type"], "fit", exc, f" refitting {loaded.name}", kind="model") from exc
     cal: dict[str, Any] = {"method": "none"}
-    if method != "none":
+    if calibrate:
         raw = np.asarray(model.predict_proba(X[cal_rows]), dtype=float)
-        cal = calibration.fit(method, raw, y[cal_rows], eps=doc["calibration"].get("eps", calibration.EPS))
+        try:
+            cal = calibration.choose(raw, y[cal_rows], start_ms[cal_rows], end_ms[cal_rows], tf, methods=methods,
+                                     n_splits=calibration_folds, embargo=emb,
+                                     eps=doc["calibration"].get("eps", calibration.EPS))
+        except DataError as exc:
+            raise DataError(f"{loaded.name}: choosing the calibration on the past of the walk-forward window opening "
+                            f"{at}: {exc}; use fewer windows or more data") from exc
     return Refit(model, cal, fit_rows, cal_rows)
 
 
 def run_walk_forward(models: list[LoadedModel], sh: Shared, k: int, first_share: float,
-                 progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                     progress: Callable[[str], Any] | None = None, *, calibration_folds: int = 5) -> dict[str, Any]:
     """The walk-forward part of :func:`compare` (module docstring, step 6) over the shared rows ``sh``."""
     windows = walk_forward_windows(sh.y.size, k, first_share)
     retrain_s = test_s = 0.0
@@ -304,26 +349,31 @@ def run_walk_forward(models: list[LoadedModel], sh: Shared, k: int, first_share:
         first = int(sh.start_ms[rows[0]])
         losses: dict[str, float] = {}
         fitted: dict[str, int | None] = {}
+        methods: dict[str, str | None] = {}
         for m, X in zip(models, sh.X, strict=True):
             t0 = time.perf_counter()
             predictor: Any = m
             if m.doc["training_data"] is not None:
-                predictor = refit(m, X, sh.y, sh.start_ms, sh.end_ms, first)
+                predictor = refit(m, X, sh.y, sh.start_ms, sh.end_ms, first, calibration_folds=calibration_folds)
                 fitted[m.name] = int(predictor.fit_rows.size)
+                methods[m.name] = predictor.calibration["method"]
             else:
                 fitted[m.name] = None
+                methods[m.name] = None
             t1 = time.perf_counter()
             losses[m.name] = float(evaluation.per_row_log_loss(sh.y[rows], predictor.predict_proba(X[rows])).mean())
             t2 = time.perf_counter()
             retrain_s += t1 - t0
             test_s += t2 - t1
         out.append({"start": _iso(first), "end": _iso(sh.start_ms[rows[-1]]), "rows": int(rows.size),
-                    "last_label_end": _iso(sh.end_ms[rows].max()), "log_loss": losses, "fit_rows": fitted})
+                    "last_label_end": _iso(sh.end_ms[rows].max()), "log_loss": losses, "fit_rows": fitted,
+                    "calibration": methods})
     base = models[0].name
     wins = {m.name: sum(w["log_loss"][m.name] < w["log_loss"][base] for w in out) for m in models[1:]}
     return {"k": k, "rule": f"the labelled bars after the first {first_share:g} share, cut into {k} windows of "
                             "equal row counts; trained models refitted on the past of each window (purged, with "
-                            "their embargo), hand-set baselines used as they are",
+                            "their embargo, the calibration method chosen again on that past), hand-set baselines "
+                            "used as they are",
             "windows": out, "wins": wins, "timing": {"retrain_s": retrain_s, "test_s": test_s}}
 
 
@@ -392,6 +442,15 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
                         "scores": _scores(y, p), "reliability": evaluation.reliability(y, p),
                         "in_sample": in_sample, "backtest": None})
     lag = min(base.horizon, y.size - 1)
+    constants = base_rates(models, sh, rows)
+    for c, sc in zip(constants, evaluation.baselines(y, {c["name"]: c["rate"] for c in constants}).values(),
+                     strict=True):
+        c["scores"] = sc | {"auc": sc["roc_auc"]}
+    best = min(constants, key=lambda c: c["scores"]["log_loss"])
+    for entry, p in zip(entries, probs, strict=True):
+        test = evaluation.loss_difference_test(y, p, np.full(y.size, best["rate"]), lag)
+        entry["vs_base_rate"] = {"constant": best["name"], "rate": best["rate"], "dm": test,
+                                 "log_loss_difference": float(test["mean_difference"])}
     loss = [evaluation.per_row_log_loss(y, p) for p in probs]
     pairs = []
     for m, p, ls in zip(models[1:], probs[1:], loss[1:], strict=True):
@@ -447,11 +506,12 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
         if baselines:
             notes.append(f"walk-forward: {', '.join(baselines)} (hand-set, no training data) used as "
                          f"{'it is' if len(baselines) == 1 else 'they are'} in every window, not refitted")
-        wf = run_walk_forward(models, sh, walk_forward, float(cfg.train.fractions[0]), step)
+        wf = run_walk_forward(models, sh, walk_forward, float(cfg.train.fractions[0]), step,
+                              calibration_folds=int(cfg.train.calibration_folds))
     return {
         "symbol": base.symbol, "timeframe": tf, "horizon": base.horizon, "label": _label(base),
         "period": period, "data": sh.identity,
-        "models": entries, "pairs": pairs, "walk_forward": wf, "notes": notes,
+        "models": entries, "constants": _plain(constants), "pairs": pairs, "walk_forward": wf, "notes": notes,
         "costs": {"commission": cfg.commission, "slippage_bps": cfg.slippage, "initial_cash": cfg.initial_cash,
                   "size": cfg.size} if backtest else None,
         "seed": seed,

@@ -88,6 +88,22 @@ def _verdict(pair: dict[str, Any], alpha: float = 0.05) -> str:
             f"[{cell(lo, 'p6')}, {cell(hi, 'p6')}]{where}")
 
 
+def base_rate_line(entry: dict[str, Any], alpha: float = 0.05) -> str:
+    """One plain sentence: has the model of a comparison entry skill over the best constant predictor?"""
+    vs = entry.get("vs_base_rate")
+    if not vs:
+        return f"{entry['name']}: not tested against the base rate"
+    d, p = float(vs["log_loss_difference"]), float(vs["dm"]["p_value"])
+    if d >= 0:
+        word = "no skill over the base rate"
+    elif p >= alpha:
+        word = "no significant skill over the base rate"
+    else:
+        word = "significant skill over the base rate"
+    return (f"{entry['name']} vs the best constant ({vs['constant']}, {vs['rate']:.4f}): {word} (mean log-loss "
+            f"difference {d:+.6f} nats, DM p {p:.4g})")
+
+
 def comparison_text(result: dict[str, Any]) -> list[str]:
     """The terminal table: scores and backtests side by side, the tests of each candidate, walk-forward."""
     models = result["models"]
@@ -99,9 +115,19 @@ def comparison_text(result: dict[str, Any]) -> list[str]:
              f"{period['rows']:,} labelled bars {period['first_bar'][:16]} .. {period['last_bar'][:16]} UTC: "
              f"{period['how']}",
              "  " + f"{'':<40}" + "".join(f"{n:>{width}}" for n in names)]
+    constants = result.get("constants") or []
+    if constants:
+        lines[-1] += "".join(f"{'const ' + format(c['rate'], '.4f'):>{width}}" for c in constants)
     for key, label, kind in SCORE_ROWS:
         lines.append("  " + f"{label[:40]:<40}" + "".join(f"{cell(m['scores'].get(key), kind):>{width}}"
-                                                          for m in models))
+                                                          for m in models)
+                     + "".join(f"{cell(c['scores'].get(key), kind):>{width}}" for c in constants))
+    if constants:
+        lines.append("  " + f"{'DM p-value vs the best constant':<40}" + "".join(
+            f"{cell((m.get('vs_base_rate') or {}).get('dm', {}).get('p_value'), 'p'):>{width}}" for m in models))
+        lines.append("Constant predictors (the const columns): " + "; ".join(
+            f"{c['name']} = {c['rate']:.4f}, {c['source']}" for c in constants))
+        lines.extend(base_rate_line(m) for m in models)
     if any(m["backtest"] for m in models):
         costs = result.get("costs") or {}
         lines.append(f"Backtests (ml_model, {period['start'][:16]} .. {period['end'][:16]} UTC, commission "
@@ -188,9 +214,16 @@ def _context(result: dict[str, Any]) -> dict[str, Any]:
     models = result["models"]
     names = [m["name"] for m in models]
     period, lab = result["period"], result["label"]
+    constants = result.get("constants") or []
     score_rows = [{"key": key, "label": label,
-                   "cells": [{"model": m["name"], "text": cell(m["scores"].get(key), kind)} for m in models]}
+                   "cells": [{"model": m["name"], "text": cell(m["scores"].get(key), kind)} for m in models],
+                   "constants": [{"name": c["name"], "text": cell(c["scores"].get(key), kind)} for c in constants]}
                   for key, label, kind in SCORE_ROWS]
+    if constants:
+        score_rows.append({"key": "vs_base_rate.p_value", "label": "DM p-value vs the best constant (one-sided)",
+                           "cells": [{"model": m["name"], "text": cell(
+                               (m.get("vs_base_rate") or {}).get("dm", {}).get("p_value"), "p")} for m in models],
+                           "constants": [{"name": c["name"], "text": ""} for c in constants]})
     backtests = all(m["backtest"] for m in models)
     bt_rows = [{"key": key, "label": label,
                 "cells": [{"model": m["name"], "text": cell(m["backtest"].get(key), kind)} for m in models]}
@@ -227,6 +260,8 @@ def _context(result: dict[str, Any]) -> dict[str, Any]:
         "meta": meta,
         "notes": [str(n) for n in result["notes"]],
         "score_rows": score_rows,
+        "constants": [{"name": c["name"], "rate": f"{c['rate']:.4f}", "source": c["source"]} for c in constants],
+        "base_rate_lines": [base_rate_line(m) for m in models] if constants else [],
         "models": [{"name": m["name"], "type": f"{m['model_type']}, calibration {m['calibration']}"
                     + (", hand-set baseline" if m["baseline"] else "")} for m in models],
         "bt_rows": bt_rows,
