@@ -158,9 +158,14 @@ def test_models_are_judged_against_the_constant_predictors_too(setup):
     val = ((labels.timestamp_ms >= _ms(b["validation_start"])) & (labels.timestamp_ms <= _ms(b["validation_end"]))
            & (labels.end_ms <= _ms(b["validation_label_end"])))
     rate = float(labels.price_up[val].mean())
+    tr = ((labels.timestamp_ms >= _ms(b["train_start"])) & (labels.timestamp_ms <= _ms(b["train_end"]))
+          & (labels.end_ms <= _ms(b["train_label_end"])))
     consts = {c["name"]: c for c in result["constants"]}
-    assert set(consts) == {"constant 0.5", "validation rate of tBTCUSD_1h_v2"}
+    # the same yardsticks as train's and evaluate's verdicts: the train and validation up-rates (and 0.5)
+    assert set(consts) == {"constant 0.5", "train rate of tBTCUSD_1h_v2", "validation rate of tBTCUSD_1h_v2"}
     assert consts["validation rate of tBTCUSD_1h_v2"]["rate"] == pytest.approx(rate, rel=1e-12)
+    assert consts["train rate of tBTCUSD_1h_v2"]["rate"] == pytest.approx(float(labels.price_up[tr].mean()),
+                                                                          rel=1e-12)
     for c in consts.values():
         assert c["scores"]["log_loss"] == pytest.approx(skm.log_loss(y, np.full(y.size, c["rate"]), labels=[0, 1]),
                                                         rel=1e-9)

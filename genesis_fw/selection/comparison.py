@@ -224,7 +224,8 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 
 def base_rates(models: list[LoadedModel], sh: Shared, rows: np.ndarray) -> list[dict[str, Any]]:
     """The constant predictors every model is also judged against, as ``genesis-fw train`` and
-    ``evaluate`` do: 0.5, and each trained model's validation-part up-rate (known before its test part);
+    ``evaluate`` do: 0.5, and each trained model's train-part and validation-part up-rates (known before its
+    test part; the verdicts of ``train`` and ``evaluate`` use those two);
     with no trained model, the period's own up-rate (in-sample: known only afterwards, so optimistic for
     the constant). ``[{"name", "rate", "source"}]``, rates as fractions, one entry per distinct rate."""
     out = [{"name": "constant 0.5", "rate": 0.5, "source": "a coin flip"}]
@@ -232,12 +233,13 @@ def base_rates(models: list[LoadedModel], sh: Shared, rows: np.ndarray) -> list[
         b = _boundaries(m)
         if b is None:
             continue
-        val = np.flatnonzero((sh.start_ms >= _ms(b["validation_start"], "validation_start"))
-                             & (sh.start_ms <= _ms(b["validation_end"], "validation_end"))
-                             & (sh.end_ms <= _ms(b["validation_label_end"], "validation_label_end")))
-        if val.size:
-            out.append({"name": f"validation rate of {m.name}", "rate": float(sh.y[val].mean()),
-                        "source": f"the up-rate of {m.name}'s validation part ({val.size:,} bars)"})
+        for part in ("train", "validation"):
+            sel = np.flatnonzero((sh.start_ms >= _ms(b[f"{part}_start"], f"{part}_start"))
+                                 & (sh.start_ms <= _ms(b[f"{part}_end"], f"{part}_end"))
+                                 & (sh.end_ms <= _ms(b[f"{part}_label_end"], f"{part}_label_end")))
+            if sel.size:
+                out.append({"name": f"{part} rate of {m.name}", "rate": float(sh.y[sel].mean()),
+                            "source": f"the up-rate of {m.name}'s {part} part ({sel.size:,} bars)"})
     if len(out) == 1:
         out.append({"name": "period rate", "rate": float(sh.y[rows].mean()),
                     "source": "the period's own up-rate (in-sample, known only afterwards)"})
