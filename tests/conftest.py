@@ -74,14 +74,16 @@ def cli_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    """The one ``Error: ...`` line of a CLI process that exited 1 without a traceback (other lines: notes only),
-    after checking it holds each of ``expected``."""
+def one_line_error(proc: subprocess.CompletedProcess, *expected: str, notes_only: bool = True) -> str:
+    """The one ``Error: ...`` line of a CLI process that exited 1 without a traceback, after checking it holds
+    each of ``expected``; with ``notes_only`` every other line of stderr must be a ``Note: ...``."""
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, proc.stderr
-    assert not [line for line in proc.stderr.splitlines() if not line.startswith(("Error: ", "Note: "))], proc.stderr
+    if notes_only:
+        others = [line for line in proc.stderr.splitlines() if not line.startswith(("Error: ", "Note: "))]
+        assert not others, proc.stderr
     for text in expected:
         assert text in errors[0], errors[0]
     return errors[0]

@@ -11,30 +11,21 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli_ok, one_line_error, run_cli
 from readonly import genesis, read_only
 from registry_sample import SHIPPED, make, tamper
 
 from genesis_fw.registry import registry_file as rf
 from genesis_fw.registry.registry import CRASH_POINTS, Registry
 
-
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+#: These commands may print notes other than "Note: ..." lines (repairs, warnings) before their error.
+_one_line_error = partial(one_line_error, notes_only=False)
 
 
-def _one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, proc.stderr
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
 def _models(folder: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -71,7 +62,7 @@ def _assert_everywhere_the_same(folder: Path, audit_log: Path) -> None:
     assert doc["event"] == {"seq": rows[-1][0], "sha256": rows[-1][1]}
     assert doc["markets"] == json.loads(rows[-1][2]) == rf.markets(models, stacks)
     assert audit_log.read_text().splitlines() == [r[3] for r in rows]
-    proc = _ok(_models(folder, "audit", "--verify"))
+    proc = cli_ok(_models(folder, "audit", "--verify"))
     assert "Audit log OK" in proc.stdout
 
 
@@ -94,7 +85,7 @@ def test_a_promote_killed_at_any_point_is_everywhere_nowhere_or_repaired_by_the_
     env = {**os.environ, "GENESIS_REGISTRY_CRASH_AT": point}
     proc = _models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "crash test", env=env)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
-    listed = _ok(_models(folder, "list"))
+    listed = cli_ok(_models(folder, "list"))
     applied = point != "before_commit"
     champion = "tBTCUSD_1h_v2" if applied else "tBTCUSD_1h_v1"
     assert [ln.split()[0] for ln in listed.stdout.splitlines() if " champion " in ln] == [champion]
@@ -102,7 +93,7 @@ def test_a_promote_killed_at_any_point_is_everywhere_nowhere_or_repaired_by_the_
     if point == "after_commit":  # mirror and registry.json behind; a read repairs registry.json, never the mirror
         assert len(repaired) == 1 and "registry.json" in repaired[0], listed.stderr
         assert "lacks entry 5; the next change appends them" in listed.stderr, listed.stderr
-        assert "lacked entry 5; appended" in _ok(_models(folder, "repair")).stdout
+        assert "lacked entry 5; appended" in cli_ok(_models(folder, "repair")).stdout
     elif point == "after_mirror":  # registry.json behind
         assert len(repaired) == 1 and "shows event 4, the catalog is at event 5" in repaired[0], listed.stderr
     else:  # nothing to repair: nowhere, or everywhere
@@ -115,7 +106,7 @@ def test_a_change_after_a_crash_repairs_first_and_says_so(folder):
     audit_log = Path(os.environ["GENESIS_AUDIT_LOG"])
     env = {**os.environ, "GENESIS_REGISTRY_CRASH_AT": "after_commit"}
     assert _models(folder, "retire", "tBTCUSD_1h_v3", "--reason", "x", env=env).returncode == -signal.SIGKILL
-    proc = _ok(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "next"))
+    proc = cli_ok(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "next"))
     assert "repaired: " in proc.stderr and "Promoted tBTCUSD_1h_v2" in proc.stdout
     _assert_everywhere_the_same(folder, audit_log)
 
@@ -179,7 +170,7 @@ def test_a_tampered_registered_model_is_refused_by_backtests_and_promotion(folde
     args = ("backtest", "strategy=ml_model", "strategy.model=tBTCUSD_1m_v1", "--symbol", "tBTCUSD", "--timeframe",
             "1m", "--start", "2019-04-01", "--end", "2019-04-02", "--no-report", "--output",
             str(data_dir.parent / "bt" / "bt.html"))
-    _ok(run_cli("--models-dir", str(folder), *args))
+    cli_ok(run_cli("--models-dir", str(folder), *args))
     tamper(folder / "tBTCUSD_1m_v1.json")
     _one_line_error(run_cli("--models-dir", str(folder), *args), "tBTCUSD_1m_v1.json: tampered or replaced since it "
                     "was registered")
@@ -190,7 +181,7 @@ def test_a_tampered_registered_model_is_refused_by_backtests_and_promotion(folde
 def test_validate_checks_model_files_and_registry_json(folder, tmp_path):
     good = [str(folder / "tBTCUSD_1h_v1.json"), str(folder / "tBTCUSD_1h_v4.json"), str(folder / "registry.json"),
             str(SHIPPED / "registry.json")]
-    proc = _ok(run_cli("models", "validate", *good))
+    proc = cli_ok(run_cli("models", "validate", *good))
     assert [ln.split()[0] for ln in proc.stdout.splitlines()] == ["OK"] * 4
     assert "registry state, 1 markets" in proc.stdout
     broken = tmp_path / "tBTCUSD_1h_v7.json"
@@ -204,17 +195,17 @@ def test_validate_checks_model_files_and_registry_json(folder, tmp_path):
 
 
 def test_list_show_history_and_errors(folder):
-    _ok(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "because"))
-    listed = _ok(_models(folder, "list")).stdout
+    cli_ok(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "because"))
+    listed = cli_ok(_models(folder, "list")).stdout
     assert "tBTCUSD_1h_v2" in listed and "tBTCUSD_1h_v1" not in listed
-    assert "tBTCUSD_1h_v1          retired" in _ok(_models(folder, "list", "--all")).stdout
-    shown = _ok(_models(folder, "show", "tBTCUSD_1h_v2")).stdout
+    assert "tBTCUSD_1h_v1          retired" in cli_ok(_models(folder, "list", "--all")).stdout
+    shown = cli_ok(_models(folder, "show", "tBTCUSD_1h_v2")).stdout
     assert "status:      champion" in shown and "rollback to: tBTCUSD_1h_v1" in shown
     assert "matches the registry" in shown
-    history = _ok(_models(folder, "history", "tBTCUSD", "1h")).stdout.splitlines()
+    history = cli_ok(_models(folder, "history", "tBTCUSD", "1h")).stdout.splitlines()
     assert "promote tBTCUSD 1h tBTCUSD_1h_v1 -> tBTCUSD_1h_v2: because" in history[-1]
     _one_line_error(_models(folder, "show", "tBTCUSD_1h_v22"), "did you mean 'tBTCUSD_1h_v2'")
-    assert "tBTCUSD_1h_v1 is the champion again" in _ok(_models(folder, "rollback", "tBTCUSD", "1h", "--reason",
+    assert "tBTCUSD_1h_v1 is the champion again" in cli_ok(_models(folder, "rollback", "tBTCUSD", "1h", "--reason",
                                                                 "x")).stdout
     _one_line_error(_models(folder, "rollback", "tBTCUSD", "1h", "--reason", "x"), "no previous champion")
     _one_line_error(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "x"), "is retired")
@@ -238,15 +229,15 @@ def test_repair_rebuilds_a_hand_edited_registry_json(folder):
     (folder / "registry.json").write_text(json.dumps(doc))
     _one_line_error(_models(folder, "promote", "tBTCUSD_1h_v2", "--reason", "x"), "genesis-fw models repair")
     _one_line_error(_models(folder, "list"), "edited by hand")
-    proc = _ok(_models(folder, "repair"))
+    proc = cli_ok(_models(folder, "repair"))
     assert proc.stdout.startswith("repaired: ") and "rewrote" in proc.stdout
-    assert "nothing to repair" in _ok(_models(folder, "repair")).stdout
+    assert "nothing to repair" in cli_ok(_models(folder, "repair")).stdout
     _assert_everywhere_the_same(folder, Path(os.environ["GENESIS_AUDIT_LOG"]))
 
 
 def test_read_commands_on_the_shipped_folder_work_without_writing(tmp_path):
     before = {p.name: p.read_bytes() for p in SHIPPED.iterdir() if p.is_file()}
-    proc = _ok(run_cli("--models-dir", str(SHIPPED), "models", "list"))
+    proc = cli_ok(run_cli("--models-dir", str(SHIPPED), "models", "list"))
     assert "tBTCUSD_1h_v1" in proc.stdout and "tBTCUSD_1m_v1" in proc.stdout and proc.stderr == ""
     assert {p.name: p.read_bytes() for p in SHIPPED.iterdir() if p.is_file()} == before
 
@@ -267,12 +258,12 @@ def test_read_commands_in_a_read_only_folder_say_what_is_stale(folder):
 
 def test_the_audit_log_option_beats_the_environment_and_the_config(folder, tmp_path):
     flag = tmp_path / "flag.jsonl"
-    _ok(run_cli("--models-dir", str(folder), "--audit-log", str(flag), "models", "register", "tBTCUSD_1h_v4"))
+    cli_ok(run_cli("--models-dir", str(folder), "--audit-log", str(flag), "models", "register", "tBTCUSD_1h_v4"))
     assert len(flag.read_text().splitlines()) == 5  # the whole chain: caught up, then the new entry
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"registry": {"audit_log": str(tmp_path / "from_config.jsonl")}}))
     env = {k: v for k, v in os.environ.items() if k != "GENESIS_AUDIT_LOG"}
-    _ok(run_cli("--models-dir", str(folder), "models", "--config", str(cfg), "register", "tBTCUSD_1h_v5", env=env))
+    cli_ok(run_cli("--models-dir", str(folder), "models", "--config", str(cfg), "register", "tBTCUSD_1h_v5", env=env))
     assert len((tmp_path / "from_config.jsonl").read_text().splitlines()) == 6
 
 
@@ -285,7 +276,7 @@ def _train(tmp: Path, models: Path) -> subprocess.CompletedProcess:
 
 def test_train_registers_its_model_as_a_challenger_with_its_test_metrics(tmp_path):
     models = tmp_path / "models"
-    proc = _ok(_train(tmp_path, models))
+    proc = cli_ok(_train(tmp_path, models))
     registered = [ln for ln in proc.stdout.splitlines() if ln.startswith("Registered ")]
     assert registered == ["Registered tBTCUSD_1h_v1 as a challenger of tBTCUSD 1h (audit entry 1)"], proc.stdout
     reg = Registry.open(models)

@@ -11,15 +11,19 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from registry_sample import SHIPPED, make, tamper
 
 from genesis_fw.errors import ModelFileError, RegistryError
 from genesis_fw.ml import model_file
 from genesis_fw.registry.registry import Registry
+
+#: These commands may print notes other than "Note: ..." lines (repairs, warnings) before their error.
+_one_line_error = partial(one_line_error, notes_only=False)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,15 +49,6 @@ def reg(folder: Path) -> Registry:
 def _models(folder: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return run_cli("--models-dir", str(folder), "models", *args, **kw)
 
-
-def _error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, proc.stderr
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
 def _events(folder: Path) -> int:
@@ -133,14 +128,14 @@ def test_verify_checks_the_structured_columns_against_the_entry(reg: Registry, f
     report = Registry.open(folder).verify()
     assert not report.ok
     assert any("entry 2" in p and column in p for p in report.problems), report.problems
-    _error(_models(folder, "audit", "--verify"), "entry 2", column)
+    _one_line_error(_models(folder, "audit", "--verify"), "entry 2", column)
 
 
 # 4 -------------------------------------------------------------------------------------------------
 
 def test_register_refuses_a_file_not_named_after_its_model(folder: Path):
     shutil.copy2(folder / "tBTCUSD_1h_v2.json", folder / "weird.json")
-    err = _error(_models(folder, "register", str(folder / "weird.json")), "weird.json", "tBTCUSD_1h_v2.json")
+    err = _one_line_error(_models(folder, "register", str(folder / "weird.json")), "weird.json", "tBTCUSD_1h_v2.json")
     assert "tBTCUSD_1h_v2" in err
     assert not (folder / "registry.db").exists() or _events(folder) == 0
 
@@ -151,7 +146,7 @@ def test_a_failing_command_prints_the_adoption_before_its_error(tmp_path: Path):
     shipped = tmp_path / "shipped"
     shutil.copytree(SHIPPED, shipped)
     proc = _models(shipped, "rollback", "tBTCUSD", "1h", "--reason", "x")
-    _error(proc, "no previous champion")
+    _one_line_error(proc, "no previous champion")
     lines = proc.stderr.splitlines()
     adopted = [i for i, line in enumerate(lines) if "adopted" in line]
     error = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
@@ -189,13 +184,13 @@ def test_validate_registry_json_checks_it_against_the_catalog_and_the_files(reg:
     doc["markets"][0]["challengers"][0]["metrics"] = {"log_loss": 0.1}
     original = path.read_text()
     path.write_text(json.dumps(doc, indent=2))
-    _error(_models(folder, "validate", str(path)), "registry.json", "matches no state")
+    _one_line_error(_models(folder, "validate", str(path)), "registry.json", "matches no state")
     path.write_text(original)
     (folder / "tBTCUSD_1h_v1.json").unlink()
-    _error(_models(folder, "validate", str(path)), "tBTCUSD_1h_v1.json", "missing")
+    _one_line_error(_models(folder, "validate", str(path)), "tBTCUSD_1h_v1.json", "missing")
     make(folder, "1h", 1)
     tamper(folder / "tBTCUSD_1h_v2.json")
-    _error(_models(folder, "validate", str(path)), "tBTCUSD_1h_v2.json", "SHA-256")
+    _one_line_error(_models(folder, "validate", str(path)), "tBTCUSD_1h_v2.json", "SHA-256")
 
 
 def test_validate_an_event_null_registry_json_checks_its_files(tmp_path: Path):
@@ -203,7 +198,7 @@ def test_validate_an_event_null_registry_json_checks_its_files(tmp_path: Path):
     shutil.copytree(SHIPPED, shipped)
     assert _models(shipped, "validate", str(shipped / "registry.json")).returncode == 0
     (shipped / "tBTCUSD_1h_v1.json").unlink()
-    _error(_models(shipped, "validate", str(shipped / "registry.json")), "tBTCUSD_1h_v1.json", "missing")
+    _one_line_error(_models(shipped, "validate", str(shipped / "registry.json")), "tBTCUSD_1h_v1.json", "missing")
 
 
 # 8 -------------------------------------------------------------------------------------------------
@@ -228,7 +223,7 @@ def test_a_backtest_of_a_registered_model_whose_file_is_missing_says_so(folder: 
     proc = run_cli("--models-dir", str(folder), "backtest", "strategy=ml_model", "strategy.model=tBTCUSD_1m_v1",
                    "--symbol", "tBTCUSD", "--timeframe", "1m", "--start", "2019-04-01", "--end", "2019-04-02",
                    "--no-report", "--output", str(btc_store.parent / "bt" / "bt.html"))
-    _error(proc, "tBTCUSD_1m_v1", "registered", "missing")
+    _one_line_error(proc, "tBTCUSD_1m_v1", "registered", "missing")
 
 
 # 9 -------------------------------------------------------------------------------------------------
@@ -239,7 +234,7 @@ def test_evaluate_refuses_a_tampered_registered_model(folder: Path, btc_store: P
     tamper(folder / "tBTCUSD_1m_v1.json")
     proc = run_cli("--models-dir", str(folder), "evaluate", "tBTCUSD_1m_v1", "--start", "2019-04-01",
                    "--end", "2019-04-02", "--no-report")
-    _error(proc, "tampered or replaced since it was registered")
+    _one_line_error(proc, "tampered or replaced since it was registered")
 
 
 # 10 ------------------------------------------------------------------------------------------------
@@ -249,7 +244,7 @@ def test_repair_exits_1_when_the_mirror_disagrees(reg: Registry, folder: Path):
     lines[1] = lines[1].replace("test", "TEST", 1)
     reg.audit_log.write_text("\n".join(lines) + "\n")
     proc = _models(folder, "repair")
-    _error(proc, "disagrees")
+    _one_line_error(proc, "disagrees")
 
 
 # 11 ------------------------------------------------------------------------------------------------

@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import BTC_2D, run_cli
+from conftest import BTC_2D, cli_ok, one_line_error, run_cli
 
 from genesis_fw.config import RuntimeConfig
 from genesis_fw.data.store import CandleStore, locate, read
@@ -26,6 +27,9 @@ from genesis_fw.data.timeframes import to_ms as _to_ms
 from genesis_fw.ml import dataset, training
 from genesis_fw.ml.labels import labels_for_table
 from genesis_fw.ml.splits import PurgedKFold, split_labels
+
+#: These commands may print notes other than "Note: ..." lines (repairs, warnings) before their error.
+_one_line_error = partial(one_line_error, notes_only=False)
 
 BASE = ("--symbol", "tBTCUSD", "--timeframe", "1h", "--horizon", "10")
 
@@ -46,19 +50,6 @@ def _train(tmp: Path, *args: str, models: Path | None = None) -> subprocess.Comp
     return run_cli("train", *args, cwd=tmp, env=_env(tmp, models))
 
 
-def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, proc.stderr
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
 def _written(proc: subprocess.CompletedProcess) -> Path:
@@ -71,7 +62,7 @@ def _written(proc: subprocess.CompletedProcess) -> Path:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, dict]:
     """One CLI run with the default grid: (working folder, the process, the model file's JSON)."""
     tmp = tmp_path_factory.mktemp("train")
-    proc = _ok(_train(tmp, *BASE, "train.folds=4"))
+    proc = cli_ok(_train(tmp, *BASE, "train.folds=4"))
     path = _written(proc)
     assert path == Path(tmp / "models" / "tBTCUSD_1h_v1.json")
     return tmp, proc, json.loads(path.read_text(encoding="utf-8"))
@@ -221,14 +212,14 @@ def test_edge_warning_on_stderr_only_when_the_best_is_on_the_edge(trained, tmp_p
     assert "Warning" not in proc.stdout
     # The same best out of two candidates is no edge case (the rule needs three or more), nor is a
     # best inside the grid (tests/test_train.py::test_edge_rule; real data puts logreg's best on the edge).
-    run = _ok(_train(tmp_path, *BASE, "train.folds=4", "model.C=0.001,0.01"))
+    run = cli_ok(_train(tmp_path, *BASE, "train.folds=4", "model.C=0.001,0.01"))
     doc2 = json.loads(_written(run).read_text())
     assert doc2["grid_search"]["best_params"]["C"] == 0.001 and doc2["grid_search"]["on_edge"] == []
     assert "Warning" not in run.stderr
 
 
 def test_a_single_value_fixes_the_parameter(tmp_path: Path) -> None:
-    proc = _ok(_train(tmp_path, *BASE, "model=logreg", "model.C=0.1", "train.folds=3"))
+    proc = cli_ok(_train(tmp_path, *BASE, "model=logreg", "model.C=0.1", "train.folds=3"))
     doc = json.loads(_written(proc).read_text())
     assert doc["grid_search"]["grid"] == {"C": [0.1]} and len(doc["grid_search"]["results"]) == 1
     assert doc["params"]["C"] == 0.1 and doc["grid_search"]["on_edge"] == []
@@ -237,7 +228,7 @@ def test_a_single_value_fixes_the_parameter(tmp_path: Path) -> None:
 
 def test_two_concurrent_trains_write_different_versions(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    _ok(_train(tmp_path, "--symbol", "tBTCUSD", "--timeframe", "1h", "model.C=0.1", "train.folds=2"))  # features
+    cli_ok(_train(tmp_path, "--symbol", "tBTCUSD", "--timeframe", "1h", "model.C=0.1", "train.folds=2"))  # features
     env = _env(tmp_path, models)
     cmd = [sys.executable, "-m", "genesis_fw", "train", *BASE, "model.C=0.1", "train.folds=2"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -276,14 +267,14 @@ def test_train_reads_a_read_only_store_and_computes_features_in_memory(tmp_path:
     from readonly import genesis, read_only
 
     store = tmp_path / "store"
-    _ok(run_cli("--data-dir", str(store), "import", str(BTC_2D), "--symbol", "tBTCUSD", "--timeframe", "1m"))
+    cli_ok(run_cli("--data-dir", str(store), "import", str(BTC_2D), "--symbol", "tBTCUSD", "--timeframe", "1m"))
     before = sorted(p.relative_to(store) for p in store.rglob("*"))
     models = tmp_path / "models"
     with read_only(store) as run:
         proc = run("env", f"GENESIS_MODELS_DIR={models}", *genesis(
             "--data-dir", str(store), "train", "--symbol", "tBTCUSD", "--timeframe", "1m", "--horizon", "10",
             "model.C=0.1", "train.folds=3"), cwd=tmp_path)
-    _ok(proc)
+    cli_ok(proc)
     assert "(features computed in memory)" in proc.stdout and "version v1" in proc.stdout
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
     doc = json.loads((models / "tBTCUSD_1m_v1.json").read_text())
@@ -312,7 +303,7 @@ def test_dataset_drops_warmup_and_unlabelled_bars_never_fills(tmp_path: Path) ->
 
 
 def test_the_lgbm_model_type_trains_through_the_cli(tmp_path: Path) -> None:
-    proc = _ok(_train(tmp_path, *BASE, "model=lgbm", "model.num_leaves=7,15", "model.learning_rate=0.05",
+    proc = cli_ok(_train(tmp_path, *BASE, "model=lgbm", "model.num_leaves=7,15", "model.learning_rate=0.05",
                       "train.folds=3"))
     doc = json.loads(_written(proc).read_text())
     assert doc["model_type"] == "lgbm" and doc["params"]["num_leaves"] in (7, 15)
@@ -339,7 +330,7 @@ def _train_with_example(tmp: Path, site: Path, *args: str) -> subprocess.Complet
 def test_a_third_party_model_type_trains_through_the_cli(tmp_path: Path, example_site: Path) -> None:
     from genesis_fw.ml import model_file
 
-    proc = _ok(_train_with_example(tmp_path, example_site, *BASE, "model=up_rate", "train.folds=3"))
+    proc = cli_ok(_train_with_example(tmp_path, example_site, *BASE, "model=up_rate", "train.folds=3"))
     path = _written(proc)
     assert "Grid search: up_rate, 3 candidates x 3 purged folds" in proc.stdout
     doc = json.loads(path.read_text())
@@ -360,10 +351,10 @@ def test_a_third_party_model_type_trains_through_the_cli(tmp_path: Path, example
 
 
 def test_config_shows_the_model_grid_and_the_train_section(tmp_path: Path) -> None:
-    proc = _ok(run_cli("config", "model.C=0.01,0.1", "train.horizon=10", cwd=tmp_path))
+    proc = cli_ok(run_cli("config", "model.C=0.01,0.1", "train.horizon=10", cwd=tmp_path))
     resolved = json.loads(proc.stdout)
     assert resolved["model"] == {"name": "logreg", "params": {"C": [0.01, 0.1], "max_iter": 1000}}
     assert resolved["train"]["horizon"] == 10 and resolved["train"]["fractions"] == [0.6, 0.2, 0.2]
-    proc = _ok(run_cli("config", "model.max_iter=50", cwd=tmp_path))
+    proc = cli_ok(run_cli("config", "model.max_iter=50", cwd=tmp_path))
     assert json.loads(proc.stdout)["model"]["params"] == {"C": [0.001, 0.01, 0.1, 1.0, 10.0], "max_iter": 50}
     _one_line_error(run_cli("config", "model.C=0.1,0", cwd=tmp_path), "'C' must be > 0")
