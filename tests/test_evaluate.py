@@ -182,8 +182,8 @@ def test_other_splits_equal_what_train_recorded(trained, part: str):
     assert result["baselines"] == trained["train"].evaluation[part]["baselines"]
     fitted = "the model was fitted" if part == "train" else "the model's calibration was fitted"
     assert [n for n in result["notes"] if "in-sample" in n] == [
-        f"the {part} part is where {fitted}: its scores are in-sample, so optimistic; only the test part is out "
-        "of sample"]
+        f"the {part} part is where {fitted}: its scores are in-sample, not an out-of-sample estimate; only "
+        "the test part is out of sample"]
     assert "in-sample" in proc.stderr
     assert not [n for n in json.loads(trained["json"].stdout)["notes"] if "in-sample" in n]  # test: out of sample
     assert (tmp / "results" / f"evaluate_{trained['doc']['name']}_{part}.json").is_file()
@@ -352,7 +352,7 @@ def test_period_of_a_trained_model_notes_in_sample_overlap(trained, tmp_path: Pa
     result = json.loads(proc.stdout)
     # no bar of the period is lost to the features' warm-up: they are computed from the first candle
     assert result["split"] == "period" and result["period"]["start"] == "2019-05-01T00:00:00Z"
-    assert "in-sample, so optimistic" in proc.stderr
+    assert "in-sample, not an out-of-sample estimate" in proc.stderr
     X, y, ts, end = _independent_all(trained["tmp"] / "store" / "candles" / "tBTCUSD_1m.parquet", HORIZON)
     rows = (ts >= _ms("2019-05-01")) & (end < _ms("2019-06-01"))
     assert result["rows"] == rows.sum()

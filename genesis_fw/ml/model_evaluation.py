@@ -21,7 +21,8 @@ What :func:`evaluate` does for a trained model (``training_data`` in the file):
 
 With ``start`` / ``end`` a trained model is scored on the labelled bars of that period instead of a
 part (same baselines); a note says when the period overlaps the training or validation part, whose
-scores are in-sample and so optimistic.
+scores are in-sample, not an out-of-sample estimate (usually better than out of sample, but a
+calibration fitted on a period with another up-rate can make them worse).
 
 A hand-set baseline (``training_data`` null, e.g. the shipped ``tBTCUSD_1h_v1``) has no parts: it is
 scored on the labelled bars of ``[start, end)`` (default: all the candles there are), and a note says
@@ -205,14 +206,14 @@ def evaluate(loaded: LoadedModel, store: CandleStore, *, split: str | None = Non
             if first <= fitted[1] and last >= fitted[0]:
                 notes.append(f"the period overlaps the training and validation parts ({boundaries['train_start'][:16]}"
                              f" .. {boundaries['validation_label_end'][:16]} UTC), on which the model and its "
-                             "calibration were fitted: those scores are in-sample, so optimistic")
+                             "calibration were fitted: those scores are in-sample, not an out-of-sample estimate")
         else:
             part = split or "test"
             ex = train_ex
             rows = _rows_or_fail(ex, boundaries, part, loaded)
             if part in IN_SAMPLE_PARTS:
                 notes.append(f"the {part} part is where {IN_SAMPLE_PARTS[part]} was fitted: its scores "
-                             "are in-sample, so optimistic; only the test part is out of sample")
+                             "are in-sample, not an out-of-sample estimate; only the test part is out of sample")
             recorded = doc.get("metrics", {}).get(part)
             expected = td["split"].get("rows", {}).get(part)
             if unchanged and expected is not None and expected != rows.size:
