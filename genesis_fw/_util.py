@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
+import math
 import os
 import secrets
 import tempfile
@@ -213,3 +215,54 @@ def arrow_to_numpy(col: Any, dtype: str) -> Any:
         parts[0].flags.writeable = False  # a view of Arrow's memory, read-only as to_numpy makes it
         return parts[0]
     return np.concatenate(parts) if parts else np.empty(0, dtype=want)
+
+
+def json_error_text(exc: json.JSONDecodeError) -> str:
+    """``exc``'s message with its position, e.g. "Unterminated string starting at line 1 column 9"
+    (the message may already end in "at")."""
+    where = f"line {exc.lineno} column {exc.colno}"
+    return f"{exc.msg} {where}" if exc.msg.endswith(" at") else f"{exc.msg} at {where}"
+
+
+def strict_json(text: str, *, where: str, error: type[Exception], what: str,
+                max_int_digits: int | None = None) -> Any:
+    """``text`` parsed as strict JSON, for files a user may have edited (model files, registry.json).
+
+    Refused, each as one line ``error(f"{where}: ...")``: NaN or Infinity, a number too large for a float
+    (``1e999``), an integer of more than ``max_int_digits`` digits (when given), a duplicate key, a syntax
+    error (with its line and column) and nesting too deep for the parser. ``what`` names the file kind in
+    the messages ("a model file")."""
+
+    def constant(name: str) -> Any:
+        raise error(f"{where}: holds {name}; {what} has finite numbers only")
+
+    def number(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise error(f"{where}: the number {token[:40]} is too large for a float")
+        return value
+
+    def integer(token: str) -> int:
+        digits = len(token.lstrip("-"))
+        if max_int_digits is not None and digits > max_int_digits:
+            raise error(f"{where}: an integer of {digits} digits; {what}'s integers have at most "
+                        f"{max_int_digits} digits")
+        return int(token)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise error(f"{where}: duplicate key {key!r}; the file was edited or corrupted")
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer,
+                          object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON (truncated or edited?): {json_error_text(exc)}") from None
+    except RecursionError:
+        raise error(f"{where}: arrays or objects nested too deeply for {what}") from None
+    except ValueError as exc:   # e.g. an integer beyond Python's conversion limit
+        raise error(f"{where}: not valid as {what}: {one_line(exc)}"[:300]) from None

@@ -312,3 +312,11 @@ def test_a_symlink_outside_the_models_folder_suggests_copying_its_target(folder:
     with pytest.raises((RegistryError, ModelFileError)) as exc:
         Registry.open(folder).register(link, reason="x")
     assert f"cp {target} " in str(exc.value) or f"cp {target.resolve()} " in str(exc.value), str(exc.value)
+
+
+def test_registry_json_is_parsed_as_strictly_as_a_model_file(folder: Path):
+    """A number that overflows to infinity is refused in registry.json as in model files (one shared parser)."""
+    (folder / "registry.json").write_text('{"schema_version": 1, "updated_at": 1e999}')
+    with pytest.raises(RegistryError) as exc:
+        Registry.open(folder).entries()
+    assert "1e999 is too large for a float" in str(exc.value)

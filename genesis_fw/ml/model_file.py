@@ -43,7 +43,7 @@ import attrs
 import numpy as np
 
 from .. import plugins
-from .._util import did_you_mean, one_line, temp_beside, write_text_atomic
+from .._util import did_you_mean, one_line, strict_json, temp_beside, write_text_atomic
 from ..config import FeaturesConfig, make_params
 from ..errors import ConfigError, GenesisError, ModelFileError, PluginError
 from ..model import Model
@@ -547,42 +547,7 @@ def _parse(raw: bytes, where: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ModelFileError(f"{where}: not UTF-8 text; a model file is JSON") from None
-
-    def constant(name: str) -> Any:
-        raise ModelFileError(f"{where}: holds {name}; a model file has finite numbers only")
-
-    def number(token: str) -> float:
-        value = float(token)
-        if not math.isfinite(value):
-            raise ModelFileError(f"{where}: the number {token[:40]} is too large for a float")
-        return value
-
-    def integer(token: str) -> int:
-        if len(token.lstrip("-")) > MAX_INT_DIGITS:
-            raise ModelFileError(f"{where}: an integer of {len(token.lstrip('-'))} digits; a model file's "
-                                 f"integers have at most {MAX_INT_DIGITS} digits")
-        return int(token)
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ModelFileError(f"{where}: duplicate key {key!r}; the file was edited or corrupted")
-            out[key] = value
-        return out
-
-    try:
-        doc = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer,
-                         object_pairs_hook=unique)
-    except json.JSONDecodeError as exc:
-        at = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at line 1 column 9"
-        raise ModelFileError(f"{where}: not valid JSON (truncated or edited?): {exc.msg}{at} line {exc.lineno} "
-                             f"column {exc.colno}") from None
-    except RecursionError:
-        raise ModelFileError(f"{where}: arrays or objects nested too deeply (a model file nests at most "
-                             f"{MAX_DEPTH} levels)") from None
-    except ValueError as exc:
-        raise ModelFileError(f"{where}: not a valid model file: {one_line(exc)}"[:_MAX_MESSAGE]) from None
+    doc = strict_json(text, where=where, error=ModelFileError, what="a model file", max_int_digits=MAX_INT_DIGITS)
     problem = _plain_problem(doc)
     if problem:
         raise ModelFileError(f"{where}: {problem}")

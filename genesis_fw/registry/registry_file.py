@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from .._util import one_line, write_text_atomic
+from .._util import strict_json, write_text_atomic
 from ..errors import RegistryError
 
 #: The registry state file's name inside the models folder.
@@ -148,35 +148,14 @@ def validate(doc: Any, *, where: str) -> None:
             raise RegistryError(f"{where}: the challengers of {m['symbol']} {m['timeframe']} are not sorted by version")
 
 
-def json_error_text(exc: json.JSONDecodeError) -> str:
-    """``exc``'s message with its position, e.g. "Unterminated string starting at line 1 column 9"
-    (the message may already end in "at")."""
-    where = f"line {exc.lineno} column {exc.colno}"
-    return f"{exc.msg} {where}" if exc.msg.endswith(" at") else f"{exc.msg} at {where}"
-
-
 def parse(raw: bytes, *, where: str) -> dict[str, Any]:
     """A registry.json's bytes parsed (strict JSON: no NaN, no duplicate keys) and :func:`validate`-d."""
 
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise RegistryError(f"{where}: duplicate key {key!r}")
-            out[key] = value
-        return out
-
-    def constant(name: str) -> Any:
-        raise RegistryError(f"{where}: holds {name}; registry.json has finite numbers only")
-
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=unique, parse_constant=constant)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryError(f"{where}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{where}: not valid JSON: {json_error_text(exc)}") from None
-    except (ValueError, RecursionError) as exc:
-        raise RegistryError(f"{where}: not valid JSON: {one_line(exc)}") from None
+    doc = strict_json(text, where=where, error=RegistryError, what="registry.json")
     validate(doc, where=where)
     return doc
 
