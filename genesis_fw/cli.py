@@ -1338,6 +1338,7 @@ def e2e(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start
     import json
 
     from .config import parse_overrides
+    from .errors import ConfigError
     from .registry.registry import Registry, audit_log_path
     from .workflow import pipeline, summary_report
 
@@ -1346,7 +1347,7 @@ def e2e(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start
                                      "slippage", "initial_cash", "size", "max_leverage", "stop_loss",
                                      "take_profit", "symbol", "timeframe", "start", "end") \
                 and key not in ("strategy.threshold_long", "strategy.threshold_short"):
-            raise UsageError(f"e2e does not take {key!r}: it takes model=, model.PARAM=, train.KEY=, "
+            raise ConfigError(f"e2e does not take {key!r}: it takes model=, model.PARAM=, train.KEY=, "
                              "features.PARAM=, champion.KEY=, the backtests' costs (commission=, slippage=, ...) "
                              "and strategy.threshold_long=/strategy.threshold_short= (its backtests use ml_model)")
     flags = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end, "train.horizon": horizon}

@@ -169,7 +169,8 @@ class Pipeline:
             self.out[name] = {}
             self.progress(f"{number}: skipped ({skipped})")
             return {}
-        inputs = {"genesis_fw": __version__, **(inputs or {})}
+        inputs = {"genesis_fw": __version__, "store": str(self.store.root.resolve()),
+                  "models": str(Path(self.registry.dir).resolve()), **(inputs or {})}
         key = key_of(name, inputs)
         rec = self.cache.hit(name, key)
         if rec is not None:
@@ -313,9 +314,17 @@ class Pipeline:
             detail = (f"{m['rows']:,} rows x {len(m['features'])} features"
                       + (" (store's cache was up to date)" if run.cached else ""))
             return {"detail": detail, "rows": m["rows"], "features": list(m["features"]),
-                    "path": str(run.path) if files else None, "sha256": m["sha256"]}, files
+                    "definitions_hash": m.get("definitions_hash", definitions_hash(cfg.features)),
+                    "path": str(run.path) if files else None, "candles_sha256": m["sha256"]}, files
 
         self._step("features", inputs, work)
+
+    def _features_id(self) -> dict[str, Any]:
+        """What identifies the features downstream steps use: the feature file's SHA-256 (when the store keeps
+        one), the definitions' hash and the candles' content hash."""
+        out = self.out["features"]
+        return {"file": self._file_hash("features"), "definitions": out.get("definitions_hash"),
+                "candles": out.get("candles_sha256")}
 
     def _examples_now(self) -> Any:
         if self._examples is None:
@@ -332,9 +341,8 @@ class Pipeline:
         from .._util import atomic_path
 
         tc = self.cfg.train
-        inputs = {**self._range(), "features": self.out["features"].get("sha256"),
-                  "definitions": self.out["features"].get("features"),
-                  "horizon": tc.horizon, "rule": tc.label_rule, "dead_zone_bps": tc.dead_zone_bps,
+        inputs = {**self._range(), "features": self._features_id(), "horizon": tc.horizon,
+                  "rule": tc.label_rule, "dead_zone_bps": tc.dead_zone_bps,
                   "keep_ties": tc.keep_ties, "fractions": list(tc.fractions), "embargo": tc.embargo}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
@@ -363,7 +371,7 @@ class Pipeline:
 
         cfg = self.cfg
         tc = cfg.train
-        inputs = {**self._range(), "labels": self._file_hash("labels"), "features": self.out["features"].get("sha256"),
+        inputs = {**self._range(), "labels": self._file_hash("labels"), "features": self._features_id(),
                   "model": cfg.model.name, "model_params": cfg.model.params, "folds": tc.folds,
                   "embargo": tc.embargo, "fractions": list(tc.fractions)}
 
@@ -391,6 +399,7 @@ class Pipeline:
         cfg = self.cfg
         tc = cfg.train
         inputs = {**self._range(), "fitted": self._file_hash("train"), "labels": self._file_hash("labels"),
+                  "features": self._features_id(),
                   "calibration": list(tc.calibration), "calibration_folds": tc.calibration_folds,
                   "embargo": tc.embargo}
 
@@ -476,11 +485,13 @@ class Pipeline:
 
     def _effective_market(self) -> tuple[dict[str, Any], str | None]:
         """The registry input of compare/backtest/select and the champion to compare with: the market as this
-        folder's select step found it when the market is still as that step left it, else as it is."""
+        folder's select step found it when that step selected this same model and the market is still as it
+        left it (its own registration and decision are no change), else the market as it is."""
         now = self._market()
         rec = self.cache.steps.get("select") or {}
         outputs = rec.get("outputs") or {}
-        if outputs.get("market_after") == now and "market_before" in outputs:
+        same_model = (rec.get("inputs") or {}).get("model") == self._file_hash("calibrate")
+        if same_model and outputs.get("market_after") == now and "market_before" in outputs:
             return outputs["market_before"], outputs.get("champion_before")
         champ = self.registry.champion(self.cfg.symbol, self.cfg.timeframe)
         return now, champ.name if champ is not None else None
@@ -503,6 +514,11 @@ class Pipeline:
             return
         if champion == model:
             self._step("compare", None, lambda: ({}, []), skipped=f"{model} is the champion already")
+            return
+        try:
+            comparison.check_comparable([self.registry.load_checked(champion), self._model()])
+        except ConfigError as exc:  # champion select will leave it out by its comparable gate, and say so
+            self._step("compare", None, lambda: ({}, []), skipped=f"not comparable with {champion}: {exc}")
             return
         cc = self.cfg.champion
         inputs = {"model": self._file_hash("calibrate"), "market": market, "champion": champion,
@@ -620,7 +636,9 @@ class Pipeline:
             "start": self.cfg.start, "end": self.cfg.end, "offline": self.opts.offline,
             "started_at": started, "finished_at": _now(), "genesis_fw": __version__,
             "ok": error is None, "error": None if error is None else str(error),
-            "wall_s": total.wall_s, "cpu_s": total.cpu_s, "peak_mib": total.peak_mib,
+            "wall_s": total.wall_s, "cpu_s": total.cpu_s,
+            # each step resets the high-water mark: the run's peak is the largest of the steps' and the rest's
+            "peak_mib": max([total.peak_mib or 0.0, *(r.peak_mib for r in self.results if r.peak_mib is not None)]),
             "data": {"source": getattr(self, "source", None), "dataset": lab.get("dataset"),
                      "dataset_version": lab.get("dataset_version"), "sha256": lab.get("candles_sha256"),
                      "quality_score": (self.out.get("validate") or {}).get("quality_score")},
