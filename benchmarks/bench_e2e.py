@@ -14,8 +14,9 @@ Reported per run: the steps of ``RUN/summary.json`` (status, wall s, CPU s, peak
 process's wall time measured here (Python start-up, imports and the hashing of the inputs included), its
 CPU time and peak RSS (``wait4``), which step dominates, and the targets: the cached rerun of the 1m year
 under 3 s of process wall time, the cold 1h year under 60 s. ``--profile`` adds one more cold run of each
-case under cProfile (a fresh run folder and models copy; its times are not the reported ones) and prints
-the functions that took the most time, to say why the dominant step costs what it does.
+case and its cached rerun under cProfile (a fresh run folder and models copy; their times are not the
+reported ones) and prints the functions that took the most time, to say why the dominant step (and the
+cached rerun) costs what it does.
 
     python benchmarks/bench_e2e.py [--data-dir ../shared/data/bitfinex] [--cases sample,1h,1m] [--profile]
 
@@ -89,15 +90,18 @@ class Case:
             sys.exit(f"e2e {label} did not finish: {summary['error']}")
         return {"process": proc, "summary": summary}
 
-    def profile(self) -> pstats.Stats:
-        """One more cold run under cProfile, with a fresh models copy and run folder."""
+    def profile(self) -> tuple[pstats.Stats, pstats.Stats]:
+        """One more cold run and its cached rerun under cProfile, with a fresh models copy and run folder."""
         shutil.rmtree(self.models)
         shutil.copytree(ROOT / "config" / "models", self.models)
         self.audit.unlink(missing_ok=True)
-        out = self.tmp / "cold.prof"
-        run_process([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "genesis_fw",
-                     *self.e2e_args(self.tmp / "run_profiled")], self.tmp / "profile.log")
-        return pstats.Stats(str(out))
+        stats = []
+        for label in ("cold", "cached"):
+            out = self.tmp / f"{label}.prof"
+            run_process([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "genesis_fw",
+                         *self.e2e_args(self.tmp / "run_profiled")], self.tmp / f"profile_{label}.log")
+            stats.append(pstats.Stats(str(out)))
+        return stats[0], stats[1]
 
 
 def print_run(label: str, r: dict) -> None:
@@ -123,8 +127,13 @@ def dominant(summary: dict) -> tuple[str, float, float]:
 
 
 def print_profile(stats: pstats.Stats, top: int = 14) -> None:
-    """The functions with the most cumulative and the most own time (genesis_fw, sklearn, numpy, duckdb...)."""
+    """The functions with the most cumulative and the most own time (genesis_fw, sklearn, numpy, duckdb...),
+    and the time spent importing modules."""
     rows = []
+    imports = [v[3] for (f, _, func), v in stats.stats.items()  # type: ignore[attr-defined]
+               if func == "_find_and_load" and "importlib._bootstrap" in f]
+    print(f"    cProfile: {stats.total_tt:.2f} s in all, {max(imports, default=0.0):.2f} s of it "  # type: ignore[attr-defined]
+          "importing modules")
     for (filename, line, func), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
         short = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
         rows.append((cumtime, tottime, ncalls, f"{short}:{line}({func})"))
@@ -178,7 +187,11 @@ def main() -> int:
                 verdicts.append(f"cold 1h year: {t:.2f} s (target < {COLD_1H_TARGET_S:g} s) "
                                 f"{'met' if t < COLD_1H_TARGET_S else 'MISSED'}")
             if args.profile:
-                print_profile(case.profile())
+                cold_stats, cached_stats = case.profile()
+                print("  profiled cold run:")
+                print_profile(cold_stats)
+                print("  profiled cached rerun:")
+                print_profile(cached_stats, top=8)
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for v in verdicts:
