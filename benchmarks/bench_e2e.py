@@ -20,7 +20,8 @@ cached rerun) costs what it does.
 
     python benchmarks/bench_e2e.py [--data-dir ../shared/data/bitfinex] [--cases sample,1h,1m] [--profile]
 
-Run it with the virtualenv's Python: the ``genesis-fw`` executable beside it is the one measured.
+Run it with the virtualenv's Python: the ``genesis-fw`` executable beside it is the one measured. Figures
+measured with it, and what the profile showed: docs/WORKFLOW.md, "Performance".
 """
 
 from __future__ import annotations
