@@ -21,10 +21,11 @@ exchange server of the data tests (``tests/bitfinex_server.py``, through ``$GENE
 
 A command must exit 0 unless its shown output has an ``Error:`` line (then it must fail with one) or ends in
 ``Killed`` (then it must die of SIGKILL), and never print a traceback; a command ending in ``echo "exit $?"``
-must print the ``exit N`` line shown. Before comparing, only what truly varies is
-normalised, on both sides: run ids, where the package is installed (``.../genesis_fw/sample/``), times of now (ISO times from 2020 on), durations in seconds with a decimal
-point, ``user@host``, registry ids (32 hex digits) and the world's own path (written as the working directory,
-i.e. removed). Every other number must be the same.
+must print the ``exit N`` line shown. Before comparing, only what truly varies is normalised, on both sides:
+run ids, where the package is installed (``.../genesis_fw/sample/``), times of now (ISO times from 2020 on),
+durations in seconds with a decimal point, ``user@host``, registry ids (32 hex digits) and the world's own
+path (removed, so paths read relative to the working directory, as in a checkout; so is ``/tmp/docsess``, the
+folder a guide names when it shows such an absolute path). Every other number must be the same.
 
 Markers: an HTML comment on the line(s) just before a fenced block, ``<!-- guide-test: DIRECTIVE; ... -->``:
 
@@ -34,6 +35,8 @@ Markers: an HTML comment on the line(s) just before a fenced block, ``<!-- guide
   command runs on the sample instead.
 * ``file NAME`` -- the block (e.g. a JSON config) is written to ``NAME`` in the world before later commands.
 * ``new world`` -- the block starts in a fresh world, as if the earlier blocks had not run.
+* ``world NAME`` -- the block runs in the world called ``NAME`` (a fresh one the first time), so a story told
+  in several blocks continues there after another block ran elsewhere.
 * ``setup NAME`` -- a step the prose describes but no command shows (a hand-edited file, a second hand-set
   model); ``SETUPS`` below maps each name to what it does.
 
@@ -58,11 +61,10 @@ import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from genesis_fw.data.store import CandleStore
-
 from bitfinex_server import BitfinexServer
 from conftest import ETH_2D
+
+from genesis_fw.data.store import CandleStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_GUIDES = {"CLI.md", "ARCHITECTURE.md"}
@@ -125,10 +127,10 @@ def _two_more_1h_files(world: World) -> None:
 
 
 def _edit_registry_sha(world: World) -> None:
-    """Change one SHA-256 in ``registry.json`` by hand (its last hex digit)."""
+    """Change the SHA-256 of the first model file listed in ``registry.json`` by hand (its last hex digit)."""
     path = world.models / "registry.json"
     text = path.read_text(encoding="utf-8")
-    sha = re.search(r'"sha256": "([0-9a-f]{64})"', text).group(1)
+    sha = re.search(r'"registered_at": "[^"]*",\s*"sha256": "([0-9a-f]{64})"', text).group(1)
     path.write_text(text.replace(sha, sha[:-1] + ("0" if sha[-1] != "0" else "1"), 1), encoding="utf-8")
 
 
@@ -168,8 +170,22 @@ def _damage_mirror_remove_json(world: World) -> None:
     world.audit_log.write_text("".join(lines), encoding="utf-8")
 
 
+def _commands_run(*commands: str) -> Callable[[World], None]:
+    def setup(world: World) -> None:
+        for command in commands:
+            proc = world.run(command)
+            assert proc.returncode == 0, f"setup `{command}` failed:\n{proc.stdout}"
+    setup.__doc__ = "Runs, each expected to succeed: " + "; ".join(f"``{c}``" for c in commands)
+    return setup
+
+
 SETUPS: dict[str, Callable[[World], None]] = {
     "two more 1h files": _two_more_1h_files,
+    "register v2 and v3": _commands_run("genesis-fw models register tBTCUSD_1h_v2",
+                                        "genesis-fw models register tBTCUSD_1h_v3"),
+    "promote v2": _commands_run("genesis-fw models promote tBTCUSD_1h_v2 --reason 'beats v1'"),
+    "promote v3": _commands_run("genesis-fw models promote tBTCUSD_1h_v3 --reason 'beats v1'"),
+    "a folder elsewhere": lambda world: (world.root / "elsewhere").mkdir(),
     "edit a sha256 in registry.json": _edit_registry_sha,
     "change v3, remove 1m v1": _change_v3_remove_1m,
     "fresh clone": _fresh_clone,
@@ -206,6 +222,8 @@ def _directives(comment: str) -> tuple[tuple[str, str], ...]:
             out.append(("file", part[5:].strip()))
         elif part == "new world":
             out.append(("new world", ""))
+        elif part.startswith("world "):
+            out.append(("world", part[6:].strip()))
         elif part.startswith("setup "):
             name = part[6:].strip()
             assert name in SETUPS, f"unknown guide-test setup {name!r}; known: {sorted(SETUPS)}"
@@ -340,9 +358,13 @@ _NORMALISE = [
 ]
 
 
+#: The folder the guides' examples name when they show an absolute path of the session's working directory.
+DOC_FOLDER = "/tmp/docsess"
+
+
 def normalise(text: str, world: Path | None = None) -> list[str]:
-    if world is not None:
-        text = text.replace(str(world) + "/", "").replace(str(world), ".")
+    for folder in ([str(world)] if world is not None else []) + [DOC_FOLDER]:
+        text = text.replace(folder + "/", "").replace(folder, ".")
     for pattern, repl in _NORMALISE:
         text = pattern.sub(repl, text)
     return [line.rstrip() for line in text.splitlines()]
@@ -386,27 +408,30 @@ def exchange(tmp_path_factory):
 
 # -- the tests -------------------------------------------------------------------------------------------------------
 def _describe(doc: Path, cmd: Command, proc: subprocess.CompletedProcess, why: str) -> str:
-    return f"{doc.relative_to(ROOT)}:{cmd.line}: `{cmd.text}` {why}; it printed (exit {proc.returncode}):\n{proc.stdout}"
+    where = f"{doc.relative_to(ROOT)}:{cmd.line}"
+    return f"{where}: `{cmd.text}` {why}; it printed (exit {proc.returncode}):\n{proc.stdout}"
 
 
 @pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_guide_commands_run_as_shown(doc: Path, tmp_path: Path, exchange: BitfinexServer):
     blocks = parse(doc)
-    worlds = 0
     world = World.create(tmp_path / "world0", exchange.url)
+    named: dict[str, World] = {}
     failures: list[str] = []
     ran = 0
     for block in blocks:
-        names = [name for name, _ in block.directives]
-        if "new world" in names:
-            worlds += 1
-            world = World.create(tmp_path / f"world{worlds}", exchange.url)
         for name, arg in block.directives:
-            if name == "setup":
+            if name == "new world":
+                world = World.create(tmp_path / f"world{block.line}", exchange.url)
+            elif name == "world":
+                if arg not in named:
+                    named[arg] = World.create(tmp_path / f"world-{arg}", exchange.url)
+                world = named[arg]
+            elif name == "setup":
                 SETUPS[arg](world)
             elif name == "file":
                 (world.root / arg).write_text(block.content, encoding="utf-8")
-        compared = "not compared" not in names
+        compared = all(name != "not compared" for name, _ in block.directives)
         for cmd in block.commands:
             proc = world.run(cmd.text)
             ran += 1
