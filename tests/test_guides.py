@@ -457,6 +457,46 @@ def test_guide_commands_run_as_shown(doc: Path, tmp_path: Path, exchange: Bitfin
                     diff = difflib.unified_diff(expected, actual, "shown", "printed", lineterm="", n=1)
                     failures.append(_describe(doc, cmd, proc, "printed other output than shown")
                                     + "normalised difference:\n" + "\n".join(diff))
-    assert ran or doc.name != "README.md", f"{doc.name}: no commands found"
+    assert ran, f"{doc.relative_to(ROOT)}: no commands found (a guide shows at least one)"
     assert not failures, f"{len(failures)} of {ran} commands in {doc.relative_to(ROOT)} differ:\n\n" + "\n\n".join(
         failures)
+
+
+def test_parse_reads_commands_outputs_and_markers(tmp_path: Path):
+    md = tmp_path / "GUIDE.md"
+    md.write_text("\n".join([
+        "```bash",
+        "genesis-fw plugins                  # a comment",
+        'genesis-fw sql "SELECT 1 # not a comment" \\',
+        "    --format csv",
+        "make demo",
+        "```",
+        "<!-- guide-test: new world;",
+        "     not compared: output from the full 2019 year -->",
+        "```console",
+        "$ genesis-fw models list",
+        "name  status",
+        "...",
+        "$ genesis-fw models audit --verify",
+        "```",
+        "```text",
+        "genesis-fw fetch   exchange --> store",
+        "```",
+    ]) + "\n", encoding="utf-8")
+    first, second = parse(md)
+    assert [c.text for c in first.commands] == ["genesis-fw plugins",
+                                                'genesis-fw sql "SELECT 1 # not a comment" --format csv']
+    assert [c.output for c in first.commands] == [None, None]
+    assert second.directives == (("new world", ""), ("not compared", "output from the full 2019 year"))
+    assert [(c.line, c.text, c.output) for c in second.commands] == [
+        (10, "genesis-fw models list", ("name  status", "...")),
+        (13, "genesis-fw models audit --verify", ())]
+
+
+def test_shown_output_matches_only_what_it_shows():
+    assert matches(["a", "...", "d"], ["a", "b", "c", "d"])
+    assert matches(["a", "...", "d"], ["a", "d"])
+    assert not matches(["a", "...", "d"], ["a", "b", "c"])
+    assert not matches(["a"], ["a", "b"])
+    assert normalise("Run 20261130T164139Z-4bd54be7 took 0.31 s") == ["Run <run-id> took <seconds> s"]
+    assert normalise("Total return 34.89 %") != normalise("Total return 34.88 %")
