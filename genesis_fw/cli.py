@@ -33,7 +33,7 @@ def _obj(ctx: click.Context) -> dict:
 
 #: Commands that create a missing store folder; every other command needs an existing one when the
 #: folder is named by --data-dir or $GENESIS_DATA_DIR (the default ./data may be missing: the sample stands in).
-_CREATE_STORE = {"import", "fetch"}
+_CREATE_STORE = {"import", "fetch", "e2e"}
 #: Commands that write into the store (files or catalog), with what they write: refused on a read-only store.
 _WRITE_STORE = {
     "import": "import writes candles into it",
@@ -44,6 +44,8 @@ _WRITE_STORE = {
     "features": "features writes feature files into it",
     "backtest": "backtest records every run in its catalog; to backtest these candles, import them "
                 "into a writable store (--data-dir)",
+    "e2e": "e2e writes features, quality scores and backtest runs into it; import the candles into a writable "
+           "store (--data-dir)",
 }
 
 
@@ -1297,6 +1299,83 @@ def champion_select(ctx: click.Context, symbol: str, timeframe: str, overrides: 
     else:
         for line in selection.text_lines(result):
             click.echo(line)
+
+
+@cli.command()
+@_run_options
+@click.option("--horizon", help="Label horizon in bars, a whole number >= 1 (same as train.horizon=...; default 20).")
+@click.option("--offline", is_flag=True, help="No fetch: run on what the store (or the bundled sample) holds.")
+@click.option("--base-url", help="Exchange REST base URL (default from config or $GENESIS_BITFINEX_URL).")
+@click.option("--min-quality", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Stop when the data quality score (0..1) is below this.")
+@click.option("--require-skill", is_flag=True,
+              help="Stop unless the model is significantly better than the base rate on its test part.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Run folder: step cache, summary.json/.html, step reports. "
+                   "Default: results/e2e_<symbol>_<timeframe>")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="What to print at the end: the summary table, or the summary JSON.")
+@click.pass_context
+def e2e(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start, end, config_file, horizon,
+        offline: bool, base_url: str | None, min_quality: float, require_skill: bool, output: Path | None,
+        fmt: str) -> None:
+    """From candles to a champion: fetch, validate, features, labels, train, calibrate, evaluate, compare,
+    backtest, select.
+
+    Each step is cached by the content hashes of its inputs: a rerun with nothing changed runs nothing
+    and says "cached" per step; a changed input reruns exactly the steps after it. Stops at the first
+    failing gate (data quality below --min-quality, a model that fails validation, no skill with
+    --require-skill) with one line and exit 1; the registry changes only in the last step. Overrides as in
+    train (model=, model.PARAM=, train.KEY=, features.PARAM=), champion.KEY= and the backtests' costs
+    (commission=, slippage=). --start/--end bound the fetch and the training data. See docs/WORKFLOW.md.
+
+    \b
+    Examples:
+      genesis-fw e2e --symbol tBTCUSD --timeframe 1h --offline
+      genesis-fw e2e --symbol tBTCUSD --timeframe 1h --start 2024-01-01 --end 2024-07-01 --horizon 20
+      genesis-fw e2e --symbol tBTCUSD --timeframe 1h --offline model=logreg model.C=0.01,0.1 --require-skill
+    """
+    import json
+
+    from .config import parse_overrides
+    from .errors import ConfigError
+    from .registry.registry import Registry, audit_log_path
+    from .workflow import pipeline, summary_report
+
+    for key in parse_overrides(overrides):
+        if key.split(".")[0] not in ("model", "train", "features", "champion", "registry", "exchange", "commission",
+                                     "slippage", "initial_cash", "size", "max_leverage", "stop_loss",
+                                     "take_profit", "symbol", "timeframe", "start", "end") \
+                and key not in ("strategy.threshold_long", "strategy.threshold_short"):
+            raise ConfigError(f"e2e does not take {key!r}: it takes model=, model.PARAM=, train.KEY=, "
+                             "features.PARAM=, champion.KEY=, the backtests' costs (commission=, slippage=, ...) "
+                             "and strategy.threshold_long=/strategy.threshold_short= (its backtests use ml_model)")
+    flags = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end, "train.horizon": horizon}
+    if base_url:
+        flags["exchange.base_url"] = base_url
+    elif os.environ.get("GENESIS_BITFINEX_URL"):
+        flags["exchange.base_url"] = os.environ["GENESIS_BITFINEX_URL"]
+    cfg = _run_config(overrides + ("strategy=ml_model",), config_file, flags)
+    store = _store(ctx)
+    folder = output or Path("results") / f"e2e_{cfg.symbol}_{cfg.timeframe}"
+    check_not_registry([folder, folder / "summary.json"], cfg.registry.audit_log)
+    store.check_output(folder / "summary.json")
+    registry = Registry.open(_obj(ctx)["models_dir"], audit_log_path(cfg.registry.audit_log))
+    opts = pipeline.Options(cfg=cfg, output=folder, offline=offline, min_quality=min_quality,
+                            require_skill=require_skill, fetch_start=start or cfg.start, fetch_end=end or cfg.end)
+    run = pipeline.Pipeline(opts, store, registry, progress=_note)
+    try:
+        summary = run.run()
+    finally:
+        if run.summary:
+            for note in run.summary["notes"]:
+                _note(f"Note: {note}")
+            if fmt == "table":
+                for line in summary_report.text_lines(run.summary):
+                    click.echo(line)
+                click.echo(f"Wrote {folder / 'summary.json'}, {folder / 'summary.html'}")
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2, allow_nan=False))
 
 
 def main() -> None:

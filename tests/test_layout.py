@@ -14,7 +14,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "genesis_fw"
 
 #: Stage packages in pipeline order: a stage may import only the ones before it.
-STAGES = ["data", "ml", "backtest", "registry", "selection"]
+STAGES = ["data", "ml", "backtest", "registry", "selection", "workflow"]
 #: Core modules that everything may use, and which therefore import no stage.
 CORE_CONTRACTS = {"errors", "_util", "sqlfiles", "config", "catalog", "plugins", "strategy", "model", "indicators",
                   "pages"}

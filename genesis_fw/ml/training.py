@@ -162,33 +162,45 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = None, write: bool = True,
-          on_step: Any = None) -> TrainResult:
-    """Run the whole procedure of the module docstring for ``cfg`` (symbol, timeframe, start, end,
-    ``features``, ``model``, ``train``) and write the model file (unless ``write=False``).
+@attrs.frozen(eq=False)
+class Fitted:
+    """Step 3's result: the model fitted with the best parameters on the training part, and the search."""
 
-    ``on_step(text)`` is called before each slow step (progress). Raises :class:`DataError` for too
-    little data (split, horizon, folds), :class:`~genesis_fw.errors.ConfigError` /
-    :class:`~genesis_fw.errors.PluginError` for a bad model type or parameter; nothing is written then
-    (neither a model file nor features). With ``write=False`` nothing is written at all.
-    """
-    from ..config import make_params
-    from ..plugins import load, model_grid, plugin_failure
+    model: Any
+    params: Any
+    grid: dict[str, list[Any]]
+    results: list[dict[str, Any]]
+    best: dict[str, Any]
+    on_edge: list[str]
+    warnings: list[str]
+
+
+def prepare(cfg: RuntimeConfig, store: CandleStore) -> tuple[Examples, Split]:
+    """Steps 1 and 2: the examples of ``cfg`` and their purged chronological split (the model type and its
+    grid are checked first, before any data is read)."""
+    from ..plugins import load, model_grid
     from . import dataset
 
-    def step(text: str) -> None:
-        if on_step is not None:
-            on_step(text)
+    load("model", cfg.model.name)
+    model_grid(cfg.model)
+    tc = cfg.train
+    ex = dataset.build(store, cfg.symbol, cfg.timeframe, cfg.features, tc, start=cfg.start, end=cfg.end)
+    return ex, split_labels(ex.labels, fractions=tc.fractions, embargo=tc.embargo)
+
+
+def fit(cfg: RuntimeConfig, ex: Examples, split: Split, *, on_step: Any = None) -> Fitted:
+    """Step 3: the grid search over purged folds of the training part and the refit of the best parameters
+    on the whole training part."""
+    from ..config import make_params
+    from ..plugins import load, model_grid, plugin_failure
 
     tc = cfg.train
     model_class = load("model", cfg.model.name)
-    grid = model_grid(cfg.model)  # checked before any data is read
-    step("reading candles, features and labels")
-    ex = dataset.build(store, cfg.symbol, cfg.timeframe, cfg.features, tc, start=cfg.start, end=cfg.end)
-    split = split_labels(ex.labels, fractions=tc.fractions, embargo=tc.embargo)
-    tr, va = split.train, split.validation
+    grid = model_grid(cfg.model)
+    tr = split.train
     cv = PurgedKFold.from_labels(ex.labels, rows=tr, n_splits=tc.folds, embargo=tc.embargo)
-    step(f"grid search: {math.prod(len(v) for v in grid.values())} candidates x {tc.folds} folds")
+    if on_step is not None:
+        on_step(f"grid search: {math.prod(len(v) for v in grid.values())} candidates x {tc.folds} folds")
     results, best = grid_search(model_class, grid, ex.X[tr], ex.y[tr], cv, n_jobs=tc.n_jobs, name=cfg.model.name)
     on_edge, warnings = edge_warnings(grid, best)
     params = make_params(model_class.Params, best, owner="model")
@@ -198,8 +210,51 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
         raise
     except Exception as exc:
         raise plugin_failure(cfg.model.name, "fit", exc, kind="model") from exc
+    return Fitted(model, params, grid, results, best, on_edge, warnings)
 
-    step("calibration")
+
+def fitted_state(cfg: RuntimeConfig, fitted: Fitted) -> dict[str, Any]:
+    """``fitted`` as JSON-ready data (the model type's state, never pickle); :func:`fitted_from_state` reads it
+    back into a model that predicts bit for bit what ``fitted.model`` does."""
+    from ..plugins import plugin_failure
+
+    try:
+        state = fitted.model.to_state()
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(cfg.model.name, "to_state", exc, kind="model") from exc
+    return {"model_type": cfg.model.name,
+            "params": attrs.asdict(fitted.params) if attrs.has(type(fitted.params)) else {},
+            "state": state, "grid": fitted.grid, "results": fitted.results, "best": fitted.best,
+            "on_edge": fitted.on_edge, "warnings": fitted.warnings}
+
+
+def fitted_from_state(cfg: RuntimeConfig, data: dict[str, Any]) -> Fitted:
+    """The :class:`Fitted` that :func:`fitted_state` wrote, for ``cfg``'s model type."""
+    from ..config import make_params
+    from ..plugins import load, plugin_failure
+
+    if data.get("model_type") != cfg.model.name:
+        raise DataError(f"the fitted state is a {data.get('model_type')!r} model, not {cfg.model.name!r}")
+    model_class = load("model", cfg.model.name)
+    params = make_params(model_class.Params, data["params"], owner="model")
+    try:
+        model = model_class.from_state(params, data["state"])
+    except GenesisError:
+        raise
+    except Exception as exc:
+        raise plugin_failure(cfg.model.name, "from_state", exc, kind="model") from exc
+    return Fitted(model, params, data["grid"], data["results"], data["best"], data["on_edge"], data["warnings"])
+
+
+def calibrate(cfg: RuntimeConfig, ex: Examples, split: Split, fitted: Fitted) -> TrainResult:
+    """Steps 4 and 5 and the model file's document (not written: :func:`write_model`): the calibration chosen
+    within the validation part, the scores of every part against the base rates, the verdict."""
+    tc = cfg.train
+    model = fitted.model
+    va = split.validation
+    tr = split.train
     raw = {part: np.asarray(model.predict_proba(ex.X[rows]), dtype=float) for part, rows in split.parts().items()}
     cal = calibration.choose(raw["validation"], ex.y[va], ex.labels.timestamp_ms[va], ex.labels.end_ms[va],
                              cfg.timeframe, methods=tc.calibration, n_splits=tc.calibration_folds, embargo=tc.embargo)
@@ -219,21 +274,17 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
                         "test": {"baseline": best_base, **test}}
         metrics[part] = model_scores
     verdict = evaluation.verdict(report["test"]["model"], report["test"]["baselines"], test=report["test"]["test"])
+    state = fitted_state(cfg, fitted)
+    from . import dataset
 
-    try:
-        state = model.to_state()
-    except GenesisError:
-        raise
-    except Exception as exc:
-        raise plugin_failure(cfg.model.name, "to_state", exc, kind="model") from exc
     doc = {
         "schema_version": 1,
         "name": None,
         "version": None,
         "model_type": cfg.model.name,
-        "model_type_version": int(model_class.state_version),
-        "params": attrs.asdict(params) if attrs.has(type(params)) else {},
-        "state": state,
+        "model_type_version": int(type(model).state_version),
+        "params": state["params"],
+        "state": state["state"],
         "symbol": cfg.symbol,
         "timeframe": cfg.timeframe,
         "horizon": tc.horizon,
@@ -248,18 +299,45 @@ def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = N
                       "purged": split.purged, "rows": {part: int(rows.size) for part, rows in split.parts().items()}},
             "label_drops": ex.drop_report(),
         },
-        "grid_search": {"scoring": SCORING, "folds": tc.folds, "embargo": tc.embargo, "grid": grid,
-                        "results": results, "best_params": best, "on_edge": on_edge},
+        "grid_search": {"scoring": SCORING, "folds": tc.folds, "embargo": tc.embargo, "grid": fitted.grid,
+                        "results": fitted.results, "best_params": fitted.best, "on_edge": fitted.on_edge},
         "metrics": metrics,
         "libraries": _libraries(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "description": f"{cfg.model.name} on {ex.identity['dataset']}, horizon {tc.horizon} bars; {verdict}",
         "baseline": False,
     }
-    path = model_file.write_new(doc, models_dir) if write else None
-    if write:
-        try:
-            ex.save_features()
-        except OutputError as exc:  # the model is written; the cache only saves time next run
-            warnings.append(f"features not cached: {exc}")
-    return TrainResult(doc, path, ex, split, grid, warnings, report, verdict)
+    return TrainResult(doc, None, ex, split, fitted.grid, list(fitted.warnings), report, verdict)
+
+
+def write_model(result: TrainResult, models_dir: Path | None = None) -> TrainResult:
+    """Step 6 and 7: write the model file as the next version, then the features into the store's cache."""
+    path = model_file.write_new(result.doc, models_dir)
+    warnings = list(result.edge_warnings)
+    try:
+        result.examples.save_features()
+    except OutputError as exc:  # the model is written; the cache only saves time next run
+        warnings.append(f"features not cached: {exc}")
+    return attrs.evolve(result, path=path, edge_warnings=warnings)
+
+
+def train(cfg: RuntimeConfig, store: CandleStore, *, models_dir: Path | None = None, write: bool = True,
+          on_step: Any = None) -> TrainResult:
+    """Run the whole procedure of the module docstring for ``cfg`` (symbol, timeframe, start, end,
+    ``features``, ``model``, ``train``) and write the model file (unless ``write=False``).
+
+    ``on_step(text)`` is called before each slow step (progress). Raises :class:`DataError` for too
+    little data (split, horizon, folds), :class:`~genesis_fw.errors.ConfigError` /
+    :class:`~genesis_fw.errors.PluginError` for a bad model type or parameter; nothing is written then
+    (neither a model file nor features). With ``write=False`` nothing is written at all.
+    """
+    def step(text: str) -> None:
+        if on_step is not None:
+            on_step(text)
+
+    step("reading candles, features and labels")
+    ex, split = prepare(cfg, store)
+    fitted = fit(cfg, ex, split, on_step=on_step)
+    step("calibration")
+    result = calibrate(cfg, ex, split, fitted)
+    return write_model(result, models_dir) if write else result
