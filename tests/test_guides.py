@@ -23,9 +23,10 @@ A command must exit 0 unless its shown output has an ``Error:`` line (then it mu
 ``Killed`` (then it must die of SIGKILL), and never print a traceback; a command ending in ``echo "exit $?"``
 must print the ``exit N`` line shown. Before comparing, only what truly varies is normalised, on both sides:
 run ids, where the package is installed (``.../genesis_fw/sample/``), times of now (ISO times from 2020 on),
-durations in seconds with a decimal point, ``user@host``, registry ids (32 hex digits) and the world's own
-path (removed, so paths read relative to the working directory, as in a checkout; so is ``/tmp/docsess``, the
-folder a guide names when it shows such an absolute path). Every other number must be the same.
+durations in seconds with a decimal point, the time and memory columns of the ``e2e`` summary,
+``user@host``, registry ids (32 hex digits) and the world's own path (removed, so paths read relative to the
+working directory, as in a checkout; so is ``/tmp/docsess``, the folder a guide names when it shows such an
+absolute path). Every other number must be the same.
 
 Markers: an HTML comment on the line(s) just before a fenced block, ``<!-- guide-test: DIRECTIVE; ... -->``:
 
@@ -33,6 +34,8 @@ Markers: an HTML comment on the line(s) just before a fenced block, ``<!-- guide
   their output is not compared. Used for output from the full 2019 year (``REASON`` = ``output from the full
   2019 year``), which CI does not have; there a ``--data-dir`` naming a year store is the world's store, so the
   command runs on the sample instead.
+* ``stdout only`` -- the output shown is the commands' stdout (the prose says what goes to stderr); stderr is
+  still checked for tracebacks and ``Error:`` lines.
 * ``file NAME`` -- the block (e.g. a JSON config) is written to ``NAME`` in the world before later commands.
 * ``new world`` -- the block starts in a fresh world, as if the earlier blocks had not run.
 * ``world NAME`` -- the block runs in the world called ``NAME`` (a fresh one the first time), so a story told
@@ -220,8 +223,8 @@ def _directives(comment: str) -> tuple[tuple[str, str], ...]:
             out.append(("not compared", part.partition(":")[2].strip()))
         elif part.startswith("file "):
             out.append(("file", part[5:].strip()))
-        elif part == "new world":
-            out.append(("new world", ""))
+        elif part in ("new world", "stdout only"):
+            out.append((part, ""))
         elif part.startswith("world "):
             out.append(("world", part[6:].strip()))
         elif part.startswith("setup "):
@@ -342,9 +345,12 @@ class World:
                 text = text.replace(key, value)
         return text
 
-    def run(self, text: str) -> subprocess.CompletedProcess:
+    def run(self, text: str, stdout_only: bool = False) -> subprocess.CompletedProcess:
+        """``text`` run by bash in the world; ``stdout`` holds stderr too, in the order written, unless
+        ``stdout_only`` (then stderr is in ``stderr``)."""
         return subprocess.run(["bash", "-c", self.command(text)], cwd=self.root, env=self.env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE if stdout_only else subprocess.STDOUT,
+                              timeout=300)
 
 
 # -- comparing -------------------------------------------------------------------------------------------------------
@@ -353,6 +359,9 @@ _NORMALISE = [
     (re.compile(r"[^\s\"'(]*/genesis_fw/sample/"), "<installed package>/sample/"),
     (re.compile(r"\b20[2-9]\d-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?"), "<now>"),
     (re.compile(r"\b\d+\.\d+ s\b"), "<seconds> s"),
+    # the e2e summary's wall s, CPU s and peak MiB columns
+    (re.compile(r"^(  \d+\. \w+ +\w+(?: \w+)?) +(?:[\d.]+|-) +(?:[\d.]+|-) +(?:\d+|-)  ", re.M),
+     r"\1 <wall> <cpu> <peak>  "),
     (re.compile(r"\b[\w.-]+@[\w.-]+\b"), "<user@host>"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "<registry-id>"),
 ]
@@ -432,21 +441,23 @@ def test_guide_commands_run_as_shown(doc: Path, tmp_path: Path, exchange: Bitfin
             elif name == "file":
                 (world.root / arg).write_text(block.content, encoding="utf-8")
         compared = all(name != "not compared" for name, _ in block.directives)
+        stdout_only = any(name == "stdout only" for name, _ in block.directives)
         for cmd in block.commands:
-            proc = world.run(cmd.text)
+            proc = world.run(cmd.text, stdout_only)
             ran += 1
             shown = list(cmd.output or ())
             killed = bool(shown) and shown[-1].strip() == "Killed"
             error = any(line.startswith("Error:") for line in shown)
             echoed = re.search(r'echo "exit \$\?"\s*$', cmd.text) is not None
             out = proc.stdout + ("Killed\n" if proc.returncode in (-9, 137) else "")
-            if "Traceback (most recent call last)" in out:
+            if "Traceback (most recent call last)" in out + (proc.stderr or ""):
                 failures.append(_describe(doc, cmd, proc, "printed a traceback"))
             elif killed and proc.returncode not in (-9, 137):
                 failures.append(_describe(doc, cmd, proc, "was not killed as shown"))
             elif echoed and shown and shown[-1] != (out.splitlines() or [""])[-1]:
                 failures.append(_describe(doc, cmd, proc, f"did not end in `{shown[-1]}` as shown"))
-            elif error and (proc.returncode == 0 and not echoed or not re.search(r"^Error: ", out, re.M)):
+            elif error and (proc.returncode == 0 and not echoed
+                            or not re.search(r"^Error: ", out + (proc.stderr or ""), re.M)):
                 failures.append(_describe(doc, cmd, proc, "did not fail with an `Error:` line as shown"))
             elif not killed and not error and proc.returncode != 0:
                 failures.append(_describe(doc, cmd, proc, "failed"))
