@@ -57,6 +57,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -415,26 +416,26 @@ def exchange(tmp_path_factory):
         yield server
 
 
-# -- the tests -------------------------------------------------------------------------------------------------------
+# -- running a document -------------------------------------------------------------------------------------------
 def _describe(doc: Path, cmd: Command, proc: subprocess.CompletedProcess, why: str) -> str:
     where = f"{doc.relative_to(ROOT)}:{cmd.line}"
     return f"{where}: `{cmd.text}` {why}; it printed (exit {proc.returncode}):\n{proc.stdout}"
 
 
-@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_guide_commands_run_as_shown(doc: Path, tmp_path: Path, exchange: BitfinexServer):
+def run_document(doc: Path, tmp_path: Path, exchange_url: str) -> tuple[int, list[str]]:
+    """Run ``doc``'s commands in order in their worlds under ``tmp_path``: (commands run, failures)."""
     blocks = parse(doc)
-    world = World.create(tmp_path / "world0", exchange.url)
+    world = World.create(tmp_path / "world0", exchange_url)
     named: dict[str, World] = {}
     failures: list[str] = []
     ran = 0
     for block in blocks:
         for name, arg in block.directives:
             if name == "new world":
-                world = World.create(tmp_path / f"world{block.line}", exchange.url)
+                world = World.create(tmp_path / f"world{block.line}", exchange_url)
             elif name == "world":
                 if arg not in named:
-                    named[arg] = World.create(tmp_path / f"world-{arg}", exchange.url)
+                    named[arg] = World.create(tmp_path / f"world-{arg}", exchange_url)
                 world = named[arg]
             elif name == "setup":
                 SETUPS[arg](world)
@@ -468,6 +469,24 @@ def test_guide_commands_run_as_shown(doc: Path, tmp_path: Path, exchange: Bitfin
                     diff = difflib.unified_diff(expected, actual, "shown", "printed", lineterm="", n=1)
                     failures.append(_describe(doc, cmd, proc, "printed other output than shown")
                                     + "normalised difference:\n" + "\n".join(diff))
+    return ran, failures
+
+
+@pytest.fixture(scope="module")
+def documents_run(exchange, tmp_path_factory):
+    """Every document's run, started at once, two at a time (the documents are independent worlds; on a
+    2-core machine this halves the wall time), the longest first; each test waits for its own."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {doc: pool.submit(run_document, doc, tmp_path_factory.mktemp(doc.stem), exchange.url)
+                for doc in sorted(DOCUMENTS, key=lambda d: d.name != "README.md")}
+        yield runs
+        for run in runs.values():
+            run.cancel()
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_guide_commands_run_as_shown(doc: Path, documents_run):
+    ran, failures = documents_run[doc].result()
     assert ran, f"{doc.relative_to(ROOT)}: no commands found (a guide shows at least one)"
     assert not failures, f"{len(failures)} of {ran} commands in {doc.relative_to(ROOT)} differ:\n\n" + "\n\n".join(
         failures)
