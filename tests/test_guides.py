@@ -96,7 +96,8 @@ def _store(world: World, _: str) -> str:
 
 
 #: Placeholder -> what it stands for in the world: a string, or a function of (world, placeholder) that creates
-#: it and returns the replacement. Longer placeholders are replaced first.
+#: it and returns the replacement. Longer placeholders are replaced first. (The README's ``--reason "..."`` needs
+#: no mapping: three dots are a valid reason, recorded as given.)
 PLACEHOLDERS: dict[str, str | Callable[[World, str], str]] = {
     # README: your own candles -> the two real tETHUSD days of tests/data (Bitfinex 1m, 2019-04-01 .. 02)
     "my_candles.parquet": _copy_eth,
@@ -473,12 +474,15 @@ def run_document(doc: Path, tmp_path: Path, exchange_url: str) -> tuple[int, lis
 
 
 @pytest.fixture(scope="module")
-def documents_run(exchange, tmp_path_factory):
-    """Every document's run, started at once, two at a time (the documents are independent worlds; on a
-    2-core machine this halves the wall time), the longest first; each test waits for its own."""
+def documents_run(request, exchange, tmp_path_factory):
+    """The run of every selected document, started at once, two at a time (the documents are independent
+    worlds; on a 2-core machine this halves the wall time), the README (the longest) first; each test waits
+    for its own."""
+    selected = {item.callspec.params["doc"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_guide_commands_run_as_shown"}
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = {doc: pool.submit(run_document, doc, tmp_path_factory.mktemp(doc.stem), exchange.url)
-                for doc in sorted(DOCUMENTS, key=lambda d: d.name != "README.md")}
+                for doc in sorted(selected, key=lambda d: d.name != "README.md")}
         yield runs
         for run in runs.values():
             run.cancel()
