@@ -75,7 +75,7 @@ def render_summary_page(summary: dict[str, Any], folder: Path) -> str:
              ("Candles SHA-256", data.get("sha256") or "n/a"),
              ("Quality score", "n/a" if data.get("quality_score") is None else f"{data['quality_score']:.6f}"),
              ("Model", (summary.get("model") or {}).get("name") or "n/a"),
-             ("Started (UTC)", summary["started_at"]), ("genesis-fw", summary["genesis_fw"]),
+             ("Started (UTC)", summary["started_at"][:19].replace("T", " ")), ("genesis-fw", summary["genesis_fw"]),
              ("Total", f"{summary['wall_s']:.2f} s wall, {summary['cpu_s']:.2f} s CPU")]
     d = summary.get("decision")
     return template("e2e.html.j2").render(
