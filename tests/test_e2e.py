@@ -128,6 +128,14 @@ def test_its_figures_are_those_of_the_single_commands(first):
                      "--period", "test", "--no-report", "--output", str(world.root / "bt.html")))
     alone_bt = json.loads((world.root / "bt.json").read_text())
     assert run["metrics"] == alone_bt["metrics"]
+    # select took the compare step's comparison as its evidence; comparing again gives the same gates
+    selection = json.loads((reports / "selection.json").read_text())
+    assert selection["comparison_reused"] is True
+    compared = json.loads((reports / "comparison.json").read_text())
+    assert selection["comparison"]["models"] == compared["models"]
+    again = json.loads(cli_ok(world.run("champion", "select", "tBTCUSD", "1h", "--dry-run", "--format",
+                                        "json")).stdout)
+    assert again["comparison_reused"] is False and again["challengers"] == selection["challengers"]
 
 
 def test_a_rerun_with_nothing_changed_runs_nothing(tmp_path):
@@ -149,6 +157,11 @@ def test_a_changed_input_reruns_exactly_the_steps_after_it(tmp_path):
     assert world.statuses() == {"fetch": "skipped", "validate": "cached",
                                 **{s: "done" for s in STEPS[2:]}}
     assert world.summary()["model"]["name"] == "tBTCUSD_1h_v3"
+    # v2 is still a challenger: select compares all three, not the compare step's pair
+    selection = json.loads((world.root / "run" / "reports" / "selection.json").read_text())
+    assert [m["name"] for m in selection["comparison"]["models"]] == ["tBTCUSD_1h_v1", "tBTCUSD_1h_v2",
+                                                                     "tBTCUSD_1h_v3"]
+    assert selection["comparison_reused"] is False
     cli_ok(world.e2e("features.rsi_period=7", "champion.max_ece=0.5"))  # a gate setting: only select reruns
     assert world.statuses() == {"fetch": "skipped", **{s: "cached" for s in STEPS[1:-1]}, "select": "done"}
     proc = cli_ok(world.e2e("features.rsi_period=7", "champion.max_ece=0.5", "--horizon", "10"))
@@ -173,6 +186,26 @@ def test_an_edited_output_is_redone(tmp_path):
     statuses = world.statuses()
     assert statuses["evaluate"] == "done" and statuses["calibrate"] == "cached"
     assert "hand-made change" not in page.read_text()
+
+
+def test_a_step_that_reruns_without_a_real_change_stops_the_rerun_there(tmp_path):
+    """A step that runs again (its record lost, or its key changed) and produces the same thing leaves the steps
+    after it cached: train writes the same fitted state, and calibrate keeps the model file it wrote before
+    (no new version) when the new model equals it but for its name and creation time."""
+    world = World(tmp_path / "w")
+    cli_ok(world.e2e())
+    state_path = world.root / "run" / "state.json"
+    for step in ("train", "calibrate"):
+        state = json.loads(state_path.read_text())
+        if step == "train":
+            del state["steps"][step]
+        else:  # as if an input had changed without changing the model
+            state["steps"][step]["key"] = "0" * 64
+        state_path.write_text(json.dumps(state))
+        cli_ok(world.e2e())
+        assert world.statuses() == {"fetch": "skipped", **{s: "done" if s == step else "cached" for s in STEPS[1:]}}
+        assert world.summary()["model"]["name"] == "tBTCUSD_1h_v2"
+        assert not (world.models / "tBTCUSD_1h_v3.json").exists()
 
 
 def test_kill_9_mid_way_then_the_rerun_continues_from_the_cached_steps(tmp_path):

@@ -272,8 +272,46 @@ def _same_rows(loaded: dict[str, Any], evaluations: dict[str, dict[str, Any]]) -
     return out
 
 
+def comparison_period(champ: Any, common: tuple[int, int, int] | None,
+                      timeframe: str) -> tuple[dict[str, Any], str | None]:
+    """The ``start``/``end`` (UTC ISO) :func:`select` compares ``champ`` and the challengers on, given the
+    challengers' common test part ``common`` (from :func:`overlapping`): empty (compare's default, the
+    intersection of the trained models' test parts) unless the champion's own test part, if any, does not
+    overlap theirs; then the challengers' part, with a note when the champion has a test part elsewhere."""
+    own = _test_part(champ)
+    if common is None or not (own is None or max(own[0], common[0]) > min(own[1], common[1])):
+        return {}, None
+    from ..data.timeframes import from_ms
+    from ..ml.labels import add_bars
+
+    period = {"start": from_ms(common[0]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "end": from_ms(add_bars(common[2], 1, timeframe)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    note = None if own is None else (f"the test part of {champ.name} ({_span(own)}) does not overlap the "
+                                     f"challengers' ({_span(common)}): compared on the challengers'")
+    return period, note
+
+
+def _reusable(done: dict[str, Any] | None, models: list[Any], cfg: RuntimeConfig, period: dict[str, Any]) -> bool:
+    """Whether ``done``, a :func:`~genesis_fw.selection.comparison.compare` result the caller made with this
+    store and ``cfg``, is the comparison :func:`select` would make now: the same models (names and file
+    SHA-256) in the same order, asked for the same period (``done["asked_period"]``: the ``start``/``end``
+    given to compare, None for its default), with the champion section's walk-forward windows and the same
+    costs."""
+    if not done:
+        return False
+    asked = done.get("asked_period") or {}
+    if {k: asked.get(k) for k in ("start", "end")} != {k: period.get(k) for k in ("start", "end")}:
+        return False
+    same_models = [(m["name"], m["sha256"]) for m in done.get("models", [])] == [(m.name, m.sha256) for m in models]
+    wf = done.get("walk_forward")
+    same_windows = (wf["k"] if wf else 0) == cfg.champion.walk_forward
+    costs = {"commission": cfg.commission, "slippage_bps": cfg.slippage, "initial_cash": cfg.initial_cash,
+             "size": cfg.size}
+    return same_models and same_windows and done.get("costs") == costs
+
+
 def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: RuntimeConfig, *,
-           dry_run: bool = False, progress: Any = None) -> dict[str, Any]:
+           dry_run: bool = False, progress: Any = None, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
     """Apply the rule of the module docstring to the challengers of (``symbol``, ``timeframe``) in
     ``registry`` (a :class:`genesis_fw.registry.registry.Registry`), reading candles from ``store``, with
     the gates of ``cfg.champion`` and the costs of ``cfg`` for the backtests.
@@ -285,6 +323,9 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
     ``reason``, ``applied``: whether the registry changed or logged it, ``seq``: the audit entry), and the
     evidence: ``comparison`` (compare's JSON) or ``evaluations`` (per challenger, without a champion),
     ``notes``. With ``dry_run`` nothing is written anywhere (registry, registry.json, audit log).
+    ``comparison``: a compare result the caller already made with ``store`` and ``cfg`` (``genesis-fw e2e``'s
+    compare step); used as the evidence instead of comparing again when it is exactly the comparison this
+    selection needs (:func:`_reusable`), else ignored. ``result["comparison_reused"]`` says which.
     """
     from .comparison import compare
 
@@ -297,6 +338,7 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
         "symbol": symbol, "timeframe": timeframe, "dry_run": bool(dry_run),
         "champion": champion.name if champion is not None else None,
         "gates_config": attrs.asdict(cc), "challengers": [], "comparison": None, "evaluations": None, "notes": [],
+        "comparison_reused": False,
     }
     if not challengers:
         result["decision"] = {"action": "none", "winner": None, "applied": False, "seq": None,
@@ -323,21 +365,15 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
         by_name: dict[str, list[dict[str, Any]]] = {}
         scores: dict[str, float] = {}
         if kept:
-            period: dict[str, Any] = {}
-            own = _test_part(champ)
-            if common is not None and (own is None or max(own[0], common[0]) > min(own[1], common[1])):
-                from ..data.timeframes import from_ms
-                from ..ml.labels import add_bars
-
-                # the champion's own test part (if any) lies elsewhere: compare on the challengers' one
-                period = {"start": from_ms(common[0]).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                          "end": from_ms(add_bars(common[2], 1, timeframe)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-                if own is not None:
-                    result["notes"].append(f"the test part of {champ.name} ({_span(own)}) does not overlap the "
-                                           f"challengers' ({_span(common)}): compared on the challengers'")
+            period, note = comparison_period(champ, common, timeframe)
+            if note:
+                result["notes"].append(note)
             try:
-                comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
-                                     progress=progress, **period)
+                if _reusable(comparison, [champ, *kept], cfg, period):
+                    result["comparison_reused"] = True
+                else:
+                    comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
+                                         progress=progress, **period)
             except (ConfigError, DataError) as exc:  # compare's advice names its own options (--start/--end)
                 text = str(exc).split("; give ")[0]
                 raise type(exc)(f"champion select {symbol} {timeframe}: comparing {champ.name} with "

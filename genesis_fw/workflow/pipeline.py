@@ -389,9 +389,9 @@ class Pipeline:
         self.notes.extend(w for w in out.get("warnings", []) if w not in self.notes)
 
     def _file_hash(self, step: str) -> str | None:
-        rec = self.cache.steps.get(step) or {}
-        files = rec.get("files") or {}
-        return next(iter(files.values()), None)
+        """One SHA-256 for every file ``step`` produced (their paths and hashes, in path order); None for none."""
+        files = (self.cache.steps.get(step) or {}).get("files") or {}
+        return key_of("files", dict(sorted(files.items()))) if files else None
 
     def _calibrate(self) -> None:
         from ..ml import model_file, training
@@ -433,7 +433,8 @@ class Pipeline:
         from ..ml import model_file
 
         rec = self.cache.steps.get("calibrate") or {}
-        path, sha = (rec.get("outputs") or {}).get("path"), self._file_hash("calibrate")
+        path = (rec.get("outputs") or {}).get("path")
+        sha = (rec.get("files") or {}).get(str(Path(path).resolve())) if path else None
         if not path or not Path(path).is_file() or file_sha256(Path(path)) != sha:
             return None
         try:
@@ -526,10 +527,15 @@ class Pipeline:
                   "fractions": list(self.cfg.train.fractions)}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
-            champ = self.registry.load_checked(champion)
+            from ..selection.champion import comparison_period, overlapping
+
+            champ, model_now = self.registry.load_checked(champion), self._model()
             cfg = attrs.evolve(self.cfg, strategy=attrs.evolve(self.cfg.strategy, name="ml_model"))
-            result = comparison.compare([champ, self._model()], self.store, cfg, walk_forward=cc.walk_forward,
-                                        progress=lambda t: self.progress(f"      {t}"))
+            # the period champion select compares on, so that select can reuse this comparison
+            period, _ = comparison_period(champ, overlapping([model_now])[2], cfg.timeframe)
+            result = comparison.compare([champ, model_now], self.store, cfg, walk_forward=cc.walk_forward,
+                                        progress=lambda t: self.progress(f"      {t}"), **period)
+            result["asked_period"] = {"start": period.get("start"), "end": period.get("end")}
             self.notes.extend(n for n in result["notes"] if n not in self.notes and n.split(": ", 1)[-1] not in
                               self.notes)
             json_path, html = self.reports / "comparison.json", self.reports / "comparison.html"
@@ -587,7 +593,8 @@ class Pipeline:
         cfg = self.cfg
         model = self.out["calibrate"]["model"]
         inputs = {"model": self._file_hash("calibrate"), "market": self.market_before,
-                  "champion": attrs.asdict(cfg.champion), "costs": self._costs(), "source": self.source["sha256"]}
+                  "champion": attrs.asdict(cfg.champion), "costs": self._costs(), "source": self.source["sha256"],
+                  "comparison": self._file_hash("compare") if self.out.get("compare") else None}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
             notes: list[str] = []
@@ -602,8 +609,15 @@ class Pipeline:
                 notes.append(f"{model} is retired in the registry (not registered again: `genesis-fw models "
                              f"register {model}` makes it a challenger)")
             sel_cfg = attrs.evolve(cfg, strategy=attrs.evolve(cfg.strategy, name="ml_model"))
+            done = None  # the compare step's result: select reuses it when it is the comparison it needs
+            compared = (self.out.get("compare") or {}).get("report")
+            if compared and Path(compared).with_suffix(".json").is_file():
+                done = json.loads(Path(compared).with_suffix(".json").read_text(encoding="utf-8"))
             result = selection.select(self.registry, cfg.symbol, cfg.timeframe, self.store, sel_cfg,
-                                      progress=lambda t: self.progress(f"      {t}"))
+                                      progress=lambda t: self.progress(f"      {t}"), comparison=done)
+            if result.get("comparison_reused"):
+                notes.append("champion select used the compare step's comparison (the same models, period, "
+                             "windows and costs)")
             notes.extend(result["notes"])
             self.notes.extend(n for n in notes if n not in self.notes)
             json_path = self.reports / "selection.json"
