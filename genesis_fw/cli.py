@@ -1363,19 +1363,20 @@ def e2e(ctx: click.Context, overrides: tuple[str, ...], symbol, timeframe, start
     registry = Registry.open(_obj(ctx)["models_dir"], audit_log_path(cfg.registry.audit_log))
     opts = pipeline.Options(cfg=cfg, output=folder, offline=offline, min_quality=min_quality,
                             require_skill=require_skill, fetch_start=start or cfg.start, fetch_end=end or cfg.end)
+    pipeline.check_request(cfg)  # a bad timeframe, model type or date before any step runs
     run = pipeline.Pipeline(opts, store, registry, progress=_note)
     try:
-        summary = run.run()
+        run.run()
     finally:
-        if run.summary:
+        if run.summary:  # also when a gate stopped the run: what was done, and why it stopped
             for note in run.summary["notes"]:
                 _note(f"Note: {note}")
-            if fmt == "table":
+            if fmt == "json":
+                click.echo(json.dumps(run.summary, indent=2, allow_nan=False))
+            else:
                 for line in summary_report.text_lines(run.summary):
                     click.echo(line)
                 click.echo(f"Wrote {folder / 'summary.json'}, {folder / 'summary.html'}")
-    if fmt == "json":
-        click.echo(json.dumps(summary, indent=2, allow_nan=False))
 
 
 def main() -> None:

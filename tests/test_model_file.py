@@ -411,3 +411,14 @@ def test_schema_is_valid_and_knows_every_timeframe():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["properties"]["timeframe"]["enum"] == list(TIMEFRAMES)
     assert schema["properties"]["schema_version"]["const"] == model_file.SCHEMA_VERSION
+
+
+def test_the_shipped_models_folder_never_gives_a_registered_version_again(tmp_path):
+    """The shipped folder's high-water marks: with the registered v1 file deleted, the next model is still v2
+    (a new v1 would take the registered name, and the registry would call it tampered)."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "config" / "models", models)
+    (models / "tBTCUSD_1h_v1.json").unlink()
+    assert write_new(_doc(), models).name == "tBTCUSD_1h_v2.json"

@@ -295,12 +295,13 @@ def _reusable(done: dict[str, Any] | None, models: list[Any], cfg: RuntimeConfig
     """Whether ``done``, a :func:`~genesis_fw.selection.comparison.compare` result the caller made with this
     store and ``cfg``, is the comparison :func:`select` would make now: the same models (names and file
     SHA-256) in the same order, asked for the same period (``done["asked_period"]``: the ``start``/``end``
-    given to compare, None for its default), with the champion section's walk-forward windows and the same
-    costs."""
+    and ``data_end`` given to compare, None for its default), with the champion section's walk-forward
+    windows and the same costs."""
     if not done:
         return False
     asked = done.get("asked_period") or {}
-    if {k: asked.get(k) for k in ("start", "end")} != {k: period.get(k) for k in ("start", "end")}:
+    if {k: asked.get(k) for k in ("start", "end", "data_end")} != {k: period.get(k) for k in ("start", "end",
+                                                                                               "data_end")}:
         return False
     same_models = [(m["name"], m["sha256"]) for m in done.get("models", [])] == [(m.name, m.sha256) for m in models]
     wf = done.get("walk_forward")
@@ -311,7 +312,8 @@ def _reusable(done: dict[str, Any] | None, models: list[Any], cfg: RuntimeConfig
 
 
 def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: RuntimeConfig, *,
-           dry_run: bool = False, progress: Any = None, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
+           dry_run: bool = False, progress: Any = None, comparison: dict[str, Any] | None = None,
+           data_end: str | None = None) -> dict[str, Any]:
     """Apply the rule of the module docstring to the challengers of (``symbol``, ``timeframe``) in
     ``registry`` (a :class:`genesis_fw.registry.registry.Registry`), reading candles from ``store``, with
     the gates of ``cfg.champion`` and the costs of ``cfg`` for the backtests.
@@ -326,6 +328,7 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
     ``comparison``: a compare result the caller already made with ``store`` and ``cfg`` (``genesis-fw e2e``'s
     compare step); used as the evidence instead of comparing again when it is exactly the comparison this
     selection needs (:func:`_reusable`), else ignored. ``result["comparison_reused"]`` says which.
+    ``data_end`` (UTC): no candle at or after it is read (compare's ``data_end``: labels, walk-forward refits).
     """
     from .comparison import compare
 
@@ -369,11 +372,11 @@ def select(registry: Any, symbol: str, timeframe: str, store: CandleStore, cfg: 
             if note:
                 result["notes"].append(note)
             try:
-                if _reusable(comparison, [champ, *kept], cfg, period):
+                if _reusable(comparison, [champ, *kept], cfg, {**period, "data_end": data_end}):
                     result["comparison_reused"] = True
                 else:
                     comparison = compare([champ, *kept], store, cfg, walk_forward=cc.walk_forward, backtest=True,
-                                         progress=progress, **period)
+                                         progress=progress, data_end=data_end, **period)
             except (ConfigError, DataError) as exc:  # compare's advice names its own options (--start/--end)
                 text = str(exc).split("; give ")[0]
                 raise type(exc)(f"champion select {symbol} {timeframe}: comparing {champ.name} with "

@@ -402,13 +402,15 @@ def _daily_equity(days: np.ndarray, r: np.ndarray, cash: float) -> list[list[Any
 
 def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *, start: str | None = None,
             end: str | None = None, walk_forward: int = 0, backtest: bool = True, seed: int = 0,
-            progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
+            progress: Callable[[str], Any] | None = None, data_end: str | None = None) -> dict[str, Any]:
     """Compare ``models`` (``models[0]`` the baseline) as the module docstring says; the JSON-ready result
     is laid out in docs/CHAMPION_SELECTION.md ("Comparing models"). ``cfg`` gives the backtests' costs
     (``commission`` fraction per side, ``slippage`` bps), cash, size, stops and ``ml_model`` thresholds,
     and ``train.fractions[0]`` for the walk-forward rule; ``seed`` seeds the bootstraps; ``progress(text)``
-    is called before each slow step. Raises :class:`ConfigError` for models that cannot be compared and
-    :class:`DataError` for a period without labelled bars of both classes or missing candles."""
+    is called before each slow step. ``data_end`` (UTC) bounds the candles read (labels, walk-forward refits)
+    without choosing the period as ``end`` does: nothing at or after it is used. Raises :class:`ConfigError`
+    for models that cannot be compared and :class:`DataError` for a period without labelled bars of both
+    classes or missing candles."""
     from . import stats
 
     def step(text: str) -> None:
@@ -424,7 +426,7 @@ def compare(models: list[LoadedModel], store: CandleStore, cfg: RuntimeConfig, *
     tf = base.timeframe
     step("reading candles, features and labels")
     t0 = time.perf_counter()
-    sh = shared_examples(models, store, end=end)
+    sh = shared_examples(models, store, end=end or data_end)
     rows, period = _period(models, sh, start, end)
     examples_s = time.perf_counter() - t0
     notes: list[str] = list(sh.notes)

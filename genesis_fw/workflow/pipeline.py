@@ -49,7 +49,7 @@ from .. import __version__
 from .._util import write_text_atomic
 from ..config import RuntimeConfig
 from ..data.store import CandleStore
-from ..errors import ConfigError, GenesisError, OutputError
+from ..errors import ConfigError, GenesisError, ModelFileError, OutputError
 from .cache import StepCache, file_sha256, key_of
 from .measure import measure
 
@@ -107,8 +107,33 @@ class StepResult:
     peak_mib: float | None = None
     peak_scope: str | None = None
     outputs: dict[str, Any] = attrs.field(factory=dict)
-    files: list[str] = attrs.field(factory=list)
+    #: Every file the step produced: absolute path -> SHA-256 of its bytes.
+    files: dict[str, str] = attrs.field(factory=dict)
     reports: dict[str, str] = attrs.field(factory=dict)
+
+
+def _os_error(exc: OSError) -> OutputError:
+    """A file-system error as the one-line :class:`OutputError` a user sees."""
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    return OutputError(f"cannot write{where}: {exc.strerror or exc}")
+
+
+_SQL_HASH: list[str] = []
+
+
+def _sql_hash() -> str:
+    """SHA-256 over the SQL files DuckDB runs (resampling, validation, features): a changed query changes
+    every step's key, as a new genesis-fw version does."""
+    if not _SQL_HASH:
+        import hashlib
+        from importlib import resources
+
+        h = hashlib.sha256()
+        root = Path(str(resources.files("genesis_fw_sql")))
+        for path in sorted(root.rglob("*.sql")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _SQL_HASH.append(h.hexdigest())
+    return _SQL_HASH[0]
 
 
 def _now() -> str:
@@ -118,8 +143,12 @@ def _now() -> str:
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """One run at a time per run folder (an flock on ``.e2e.lock``); a second one is refused in one line."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".e2e.lock", "a+") as f:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / ".e2e.lock", "a+")  # noqa: SIM115 - held for the run
+    except OSError as exc:
+        raise OutputError(f"cannot use {folder} as the run folder: {exc.strerror or exc}") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -133,6 +162,21 @@ def _rel(path: Path, folder: Path) -> str:
         return os.path.relpath(path, folder)
     except ValueError:
         return str(path)
+
+
+def check_request(cfg: RuntimeConfig) -> None:
+    """Refuse what no step could do, before any runs: a bad symbol, timeframe or date, an unknown model type
+    or parameter grid (one-line errors)."""
+    from ..data.timeframes import check_symbol, check_timeframe, parse_time
+    from ..plugins import load, model_grid
+
+    check_symbol(cfg.symbol)
+    check_timeframe(cfg.timeframe)
+    start, end = parse_time(cfg.start, what="start"), parse_time(cfg.end, what="end")
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"start {start.isoformat()} is not before end {end.isoformat()}")
+    load("model", cfg.model.name)
+    model_grid(cfg.model)
 
 
 class Pipeline:
@@ -169,14 +213,15 @@ class Pipeline:
             self.out[name] = {}
             self.progress(f"{number}: skipped ({skipped})")
             return {}
-        inputs = {"genesis_fw": __version__, "store": str(self.store.root.resolve()),
+        inputs = {"genesis_fw": __version__, "sql": _sql_hash(), "store": str(self.store.root.resolve()),
                   "models": str(Path(self.registry.dir).resolve()), **(inputs or {})}
         key = key_of(name, inputs)
         rec = self.cache.hit(name, key)
         if rec is not None:
             res.status, res.wall_s, res.cpu_s = "cached", 0.0, 0.0
-            res.outputs, res.files = rec["outputs"], list(rec["files"])
+            res.outputs, res.files = rec["outputs"], dict(rec["files"])
             self.out[name] = rec["outputs"]
+            self.notes.extend(n for n in rec["outputs"].get("notes", []) if n not in self.notes)
             res.detail = rec["outputs"].get("detail", "")
             self.progress(f"{number}: cached ({res.detail})" if res.detail else f"{number}: cached")
             return rec["outputs"]
@@ -184,11 +229,16 @@ class Pipeline:
         if os.environ.get(KILL_ENV) == name:  # the documented testing hook: a real kill -9 at this point
             os.kill(os.getpid(), signal.SIGKILL)
         res.status = "failed"
-        with measure() as cost:
-            outputs, files = work()
-        res.wall_s, res.cpu_s, res.peak_mib, res.peak_scope = cost.wall_s, cost.cpu_s, cost.peak_mib, cost.peak_scope
+        before = len(self.notes)
+        try:
+            with measure() as cost:
+                outputs, files = work()
+        finally:
+            res.wall_s, res.cpu_s = cost.wall_s, cost.cpu_s
+            res.peak_mib, res.peak_scope = cost.peak_mib, cost.peak_scope
+        outputs["notes"] = self.notes[before:]  # said again when the step is cached
         rec = self.cache.record(name, key, inputs, outputs, files)
-        res.status, res.outputs, res.files = "done", outputs, list(rec["files"])
+        res.status, res.outputs, res.files = "done", outputs, dict(rec["files"])
         res.detail = outputs.get("detail", "")
         self.out[name] = outputs
         self.progress(f"{number}: done in {cost.wall_s:.2f} s ({res.detail})" if res.detail else
@@ -209,13 +259,19 @@ class Pipeline:
             try:
                 for name in STEP_NAMES:
                     getattr(self, f"_{name}")()
-            except GenesisError as exc:
-                error = exc
-                for res in self.results:
-                    if res.status == "failed" and not res.detail:
-                        res.detail = str(exc)
+            except (GenesisError, OSError) as exc:
+                error = exc if isinstance(exc, GenesisError) else _os_error(exc)
+                failed = [r for r in self.results if r.status == "failed"]
+                if not failed:  # raised before the step's work began (e.g. loading the champion)
+                    failed = [next(r for r in self.results if r.status == "not run")]
+                    failed[0].status = "failed"
+                for res in failed:
+                    res.detail = res.detail or str(error)
         self.summary = self._summary(started, total, error)
-        self._write_summary()
+        try:
+            self._write_summary()
+        except OSError as exc:
+            raise _os_error(exc) from (error or exc)
         if error is not None:
             raise error
         return self.summary
@@ -319,6 +375,12 @@ class Pipeline:
 
         self._step("features", inputs, work)
 
+    def _label_config(self) -> dict[str, Any]:
+        """The label definition the model file records (its labels file can be the same for two of them)."""
+        tc = self.cfg.train
+        return {"horizon": tc.horizon, "rule": tc.label_rule, "dead_zone_bps": tc.dead_zone_bps,
+                "keep_ties": tc.keep_ties}
+
     def _features_id(self) -> dict[str, Any]:
         """What identifies the features downstream steps use: the feature file's SHA-256 (when the store keeps
         one), the definitions' hash and the candles' content hash."""
@@ -373,7 +435,7 @@ class Pipeline:
         tc = cfg.train
         inputs = {**self._range(), "labels": self._file_hash("labels"), "features": self._features_id(),
                   "model": cfg.model.name, "model_params": cfg.model.params, "folds": tc.folds,
-                  "embargo": tc.embargo, "fractions": list(tc.fractions)}
+                  "embargo": tc.embargo, "fractions": list(tc.fractions), "label": self._label_config()}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
             ex, split = self._examples_now()
@@ -401,7 +463,7 @@ class Pipeline:
         inputs = {**self._range(), "fitted": self._file_hash("train"), "labels": self._file_hash("labels"),
                   "features": self._features_id(),
                   "calibration": list(tc.calibration), "calibration_folds": tc.calibration_folds,
-                  "embargo": tc.embargo}
+                  "embargo": tc.embargo, "label": self._label_config()}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
             ex, split = self._examples_now()
@@ -422,28 +484,29 @@ class Pipeline:
 
         try:
             self._step("calibrate", inputs, work)
-        except GenesisError as exc:
-            if self._result("calibrate").status == "failed":
-                raise self._fail("calibrate", f"the model failed validation: {exc}") from exc
-            raise
+        except ModelFileError as exc:
+            raise self._fail("calibrate", f"the model failed validation: {exc}") from exc
 
     def _same_model(self, doc: dict[str, Any]) -> Path | None:
-        """The model file this folder's calibrate step wrote before, when it is intact and ``doc`` equals it
-        but for its name, version, creation time and content hash; else None."""
+        """A model file of the market in the models folder (newest first) that ``doc`` equals but for its name,
+        version, creation time and content hash (the same settings on the same data made it before); else None."""
         from ..ml import model_file
 
-        rec = self.cache.steps.get("calibrate") or {}
-        path = (rec.get("outputs") or {}).get("path")
-        sha = (rec.get("files") or {}).get(str(Path(path).resolve())) if path else None
-        if not path or not Path(path).is_file() or file_sha256(Path(path)) != sha:
-            return None
-        try:
-            old = model_file.load(path).doc
-        except GenesisError:
-            return None
         volatile = ("name", "version", "created_at", "content_sha256")
-        strip = lambda d: {k: v for k, v in d.items() if k not in volatile}  # noqa: E731
-        return Path(path) if json.loads(json.dumps(strip(doc))) == strip(old) else None
+
+        def strip(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k not in volatile}
+
+        new = json.loads(json.dumps(strip(doc)))
+        folder = Path(self.registry.dir)
+        for path in sorted(folder.glob(f"{self.cfg.symbol}_{self.cfg.timeframe}_v*.json"), reverse=True):
+            try:
+                old = model_file.load(path)
+            except GenesisError:
+                continue
+            if strip(old.doc) == new:
+                return path
+        return None
 
     def _model(self) -> Any:
         from ..ml import model_file
@@ -476,13 +539,12 @@ class Pipeline:
 
     # -- the registry's market -----------------------------------------------------------------------------
     def _market(self) -> dict[str, Any]:
-        """The market's registry state: champion, challengers, their files' hashes and its last audit entry."""
+        """The market's registry state: every registered model's status and file hash, and the rollback target
+        (a decision that changes nothing, such as another folder's "keep", is no change)."""
         cfg = self.cfg
         entries = self.registry.entries(cfg.symbol, cfg.timeframe, include_retired=True)
-        history = self.registry.history(cfg.symbol, cfg.timeframe)
         return {"models": sorted([e.name, e.status, e.sha256] for e in entries),
-                "last_entry": history[-1]["sha256"] if history and "sha256" in history[-1] else
-                (history[-1]["seq"] if history else None)}
+                "rollback_to": self.registry.rollback_target(cfg.symbol, cfg.timeframe)}
 
     def _effective_market(self) -> tuple[dict[str, Any], str | None]:
         """The registry input of compare/backtest/select and the champion to compare with: the market as this
@@ -534,8 +596,10 @@ class Pipeline:
             # the period champion select compares on, so that select can reuse this comparison
             period, _ = comparison_period(champ, overlapping([model_now])[2], cfg.timeframe)
             result = comparison.compare([champ, model_now], self.store, cfg, walk_forward=cc.walk_forward,
-                                        progress=lambda t: self.progress(f"      {t}"), **period)
-            result["asked_period"] = {"start": period.get("start"), "end": period.get("end")}
+                                        progress=lambda t: self.progress(f"      {t}"), data_end=self.cfg.end,
+                                        **period)
+            result["asked_period"] = {"start": period.get("start"), "end": period.get("end"),
+                                      "data_end": self.cfg.end}
             self.notes.extend(n for n in result["notes"] if n not in self.notes and n.split(": ", 1)[-1] not in
                               self.notes)
             json_path, html = self.reports / "comparison.json", self.reports / "comparison.html"
@@ -614,7 +678,8 @@ class Pipeline:
             if compared and Path(compared).with_suffix(".json").is_file():
                 done = json.loads(Path(compared).with_suffix(".json").read_text(encoding="utf-8"))
             result = selection.select(self.registry, cfg.symbol, cfg.timeframe, self.store, sel_cfg,
-                                      progress=lambda t: self.progress(f"      {t}"), comparison=done)
+                                      progress=lambda t: self.progress(f"      {t}"), comparison=done,
+                                      data_end=cfg.end)
             if result.get("comparison_reused"):
                 notes.append("champion select used the compare step's comparison (the same models, period, "
                              "windows and costs)")
