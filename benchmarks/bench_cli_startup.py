@@ -10,21 +10,16 @@ virtualenv's Python so that the ``genesis-fw`` executable beside it is the one m
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import genesis_fw_executable  # noqa: E402
+
 TARGET_S = 0.3
-
-
-def genesis_fw_executable() -> Path:
-    exe = Path(sys.executable).parent / ("genesis-fw.exe" if os.name == "nt" else "genesis-fw")
-    if not exe.is_file():
-        sys.exit(f"genesis-fw not found next to {sys.executable}; install the package into this environment")
-    return exe
 
 
 def time_runs(cmd: list[str], runs: int) -> list[float]:

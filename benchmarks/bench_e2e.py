@@ -37,19 +37,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import genesis_fw_executable  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "bitfinex"
 CASES = {"sample": ("1h", False), "1h": ("1h", True), "1m": ("1m", True)}
 CACHED_1M_TARGET_S = 3.0
 COLD_1H_TARGET_S = 60.0
-
-
-def genesis_fw_executable() -> Path:
-    exe = Path(sys.executable).parent / ("genesis-fw.exe" if os.name == "nt" else "genesis-fw")
-    if not exe.is_file():
-        sys.exit(f"genesis-fw not found next to {sys.executable}; install the package into this environment")
-    return exe
 
 
 def run_process(cmd: list[str], log: Path) -> dict:
