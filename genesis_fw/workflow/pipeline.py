@@ -22,9 +22,10 @@ Caching (:mod:`genesis_fw.workflow.cache`): each step's key is the SHA-256 of it
 candle file the data comes from, the definitions and settings the step uses, and its upstream steps'
 output hashes. A rerun with nothing changed runs nothing; a changed input runs exactly the steps
 downstream of it. The registry is an input of ``compare``, ``backtest`` and ``select``: the market's
-state (champion, challengers, their files' hashes, its last audit entry). When the market is exactly as
-this folder's own ``select`` step left it, the state before that step stands in for it, so the step's
-own promotion does not count as a change.
+state (every registered model's status and file hash, the rollback target). When the market is exactly
+as this folder's own ``select`` step left it for the same model, the state before that step stands in
+for it, so the step's own registration and decision do not count as a change. ``--end`` bounds every
+candle any step reads, also compare's walk-forward refits and select (``data_end``).
 
 Gates stop the run with one :class:`GateFailed` line before anything of a later step is done; the registry
 is changed only by the last step. Everything finished stays (files and cache), and the run summary says
