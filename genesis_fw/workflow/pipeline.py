@@ -158,13 +158,6 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-def _rel(path: Path, folder: Path) -> str:
-    try:
-        return os.path.relpath(path, folder)
-    except ValueError:
-        return str(path)
-
-
 def check_request(cfg: RuntimeConfig) -> None:
     """Refuse what no step could do, before any runs: a bad symbol, timeframe or date, an unknown model type
     or parameter grid (one-line errors)."""
