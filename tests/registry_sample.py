@@ -34,3 +34,22 @@ def tamper(path: Path) -> None:
     doc = json.loads(path.read_text(encoding="utf-8"))
     doc["state"]["coef"][1] = doc["state"]["coef"][1] + 0.5
     path.write_text(model_file.dumps(model_file.seal(doc)), encoding="utf-8")
+
+
+def four_versions(folder: Path) -> Path:
+    """``folder`` holding tBTCUSD 1h v1..v4 model files (none registered, no registry yet)."""
+    for v in (1, 2, 3, 4):
+        make(folder, "1h", v)
+    return folder
+
+
+def champion_v1(folder: Path):
+    """The registry of :func:`four_versions`' ``folder`` with v1 the champion of tBTCUSD 1h and v2, v3
+    challengers."""
+    from genesis_fw.registry.registry import Registry
+
+    r = Registry.open(folder)
+    for v in (1, 2, 3):
+        r.register(f"tBTCUSD_1h_v{v}", reason="test")
+    r.promote("tBTCUSD_1h_v1", reason="first champion")
+    return r

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from registry_sample import SHIPPED, make, tamper
+from registry_sample import SHIPPED, champion_v1, four_versions, make, tamper
 
 from genesis_fw.errors import ModelFileError, RegistryError
 from genesis_fw.ml import model_file
@@ -45,21 +45,12 @@ def assert_consistent(reg: Registry) -> None:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """A models folder with tBTCUSD 1h v1..v4 files (none registered) and no registry yet."""
-    d = tmp_path / "models"
-    for v in (1, 2, 3, 4):
-        make(d, "1h", v)
-    return d
+    return four_versions(tmp_path / "models")
 
 
 @pytest.fixture
 def reg(folder: Path) -> Registry:
-    """The registry of ``folder`` with v1 the champion of tBTCUSD 1h and v2, v3 challengers."""
-    r = Registry.open(folder)
-    for v in (1, 2, 3):
-        r.register(f"tBTCUSD_1h_v{v}", reason="test")
-    r.promote("tBTCUSD_1h_v1", reason="first champion")
-    return r
+    return champion_v1(folder)
 
 
 def _status(reg: Registry) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_cli
-from registry_sample import SHIPPED, make, tamper
+from registry_sample import SHIPPED, champion_v1, four_versions, make, tamper
 
 from genesis_fw.errors import ModelFileError, RegistryError
 from genesis_fw.ml import model_file
@@ -30,20 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    d = tmp_path / "models"
-    for v in (1, 2, 3, 4):
-        make(d, "1h", v)
-    return d
+    return four_versions(tmp_path / "models")
 
 
 @pytest.fixture
 def reg(folder: Path) -> Registry:
-    """v1 the champion of tBTCUSD 1h, v2 and v3 challengers."""
-    r = Registry.open(folder)
-    for v in (1, 2, 3):
-        r.register(f"tBTCUSD_1h_v{v}", reason="test")
-    r.promote("tBTCUSD_1h_v1", reason="first champion")
-    return r
+    return champion_v1(folder)
 
 
 def _models(folder: Path, *args: str, **kw) -> subprocess.CompletedProcess:

@@ -465,11 +465,11 @@ class Pipeline:
             fitted = training.fitted_from_state(cfg, data)
             result = training.calibrate(cfg, ex, split, fitted)
             same = self._same_model(result.doc)
-            if same is not None:  # nothing the model does changed: no new version, later steps stay cached
-                result = attrs.evolve(result, path=same, doc=model_file.load(same).doc)
-            else:
+            if same is None:
                 result = training.write_model(result)
-            loaded = model_file.load(result.path)  # validated again as any reader will
+            # validated again as any reader will; an equal earlier file is used as it is (no new version)
+            loaded = model_file.load(same or result.path)
+            result = attrs.evolve(result, path=loaded.path, doc=loaded.doc)
             cal = result.doc["calibration"]
             detail = f"{loaded.name}, calibration {cal['method']}; {short_verdict(result.verdict)}"
             return ({"detail": detail, "model": loaded.name, "path": str(result.path), "verdict": result.verdict,
